@@ -1,0 +1,47 @@
+/* hyd — the shell tool.  Subcommands dispatch to client/cmd_*.c. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "client/cli.h"
+
+static const char usage[] =
+	"Usage: hyd COMMAND [OPTIONS]\n"
+	"       echo TEXT | hyd [--session ID] [OPTIONS]   (complete TEXT through the daemon)\n\n"
+	"In-process commands (no daemon needed):\n"
+	"  run        generate a completion:  hyd run [-m MODEL] [-p TEXT | < TEXT] [-n N] [--temp T] ...\n"
+	"  eval       write the logits of a token sequence (float32 rows)\n"
+	"  tokenize   print the token ids of stdin\n\n"
+	"Run 'hyd COMMAND --help' for the options of one command.\n";
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+};
+
+static const struct command commands[] = {
+	{ "run", hyd_cmd_run },
+	{ "eval", hyd_cmd_eval },
+	{ "tokenize", hyd_cmd_tokenize },
+};
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))) {
+		fputs(usage, stdout);
+		return HYD_EXIT_OK;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "--version")) {
+		puts(PACKAGE_STRING);
+		return HYD_EXIT_OK;
+	}
+	if (argc >= 2 && argv[1][0] != '-') {
+		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+			if (!strcmp(argv[1], commands[i].name))
+				return commands[i].fn(argc - 1, argv + 1);
+		hyd_cli_usage_error("unknown command '%s'", argv[1]);
+	}
+	fputs(usage, stderr);
+	return HYD_EXIT_USAGE;
+}

@@ -1,0 +1,144 @@
+/* See local_seq.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "daemon/local_seq.h"
+#include "engine/alloc.h"
+
+struct local_layer {
+	void *fixed;
+	void **pages;
+	uint32_t n_pages;
+	uint32_t cap_pages;
+};
+
+struct hyd_local_seq {
+	const struct hyd_model *m;
+	uint32_t n_layer;
+	struct local_layer *ll;
+	struct hyd_layer_state *ls;
+	struct hyd_seq_view view;
+};
+
+void hyd_local_seq_free(struct hyd_local_seq *s)
+{
+	if (!s)
+		return;
+	for (uint32_t i = 0; s->ll && i < s->n_layer; i++) {
+		hyd_free(s->ll[i].fixed);
+		for (uint32_t p = 0; p < s->ll[i].n_pages; p++)
+			hyd_free(s->ll[i].pages[p]);
+		hyd_free(s->ll[i].pages);
+	}
+	hyd_free(s->ll);
+	hyd_free(s->ls);
+	hyd_free(s);
+}
+
+int hyd_local_seq_new(const struct hyd_model *m, struct hyd_local_seq **ret_seq)
+{
+	struct hyd_local_seq *s = hyd_calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->m = m;
+	s->n_layer = hyd_model_n_layer(m);
+	s->ll = hyd_calloc(s->n_layer, sizeof(*s->ll));
+	s->ls = hyd_calloc(s->n_layer, sizeof(*s->ls));
+	void **fixed = hyd_calloc(s->n_layer, sizeof(void *));
+	if (!s->ll || !s->ls || !fixed)
+		goto nomem;
+	for (uint32_t i = 0; i < s->n_layer; i++) {
+		const struct hyd_state_layout *lay = hyd_model_layer_layout(m, i);
+		if (lay->fixed_bytes) {
+			s->ll[i].fixed = hyd_aligned_alloc(64, lay->fixed_bytes);
+			if (!s->ll[i].fixed)
+				goto nomem;
+		}
+		fixed[i] = s->ll[i].fixed;
+		s->ls[i].fixed = s->ll[i].fixed;
+	}
+	hyd_model_state_init(m, fixed);
+	hyd_free(fixed);
+	s->view.layers = s->ls;
+	*ret_seq = s;
+	return 0;
+nomem:
+	hyd_free(fixed);
+	hyd_local_seq_free(s);
+	return -ENOMEM;
+}
+
+struct hyd_seq_view *hyd_local_seq_view(struct hyd_local_seq *s)
+{
+	return &s->view;
+}
+
+int hyd_local_seq_reserve(struct hyd_local_seq *s, uint32_t n_tokens)
+{
+	if (n_tokens > hyd_model_limits(s->m)->max_ctx)
+		return -E2BIG;
+	for (uint32_t i = 0; i < s->n_layer; i++) {
+		const struct hyd_state_layout *lay = hyd_model_layer_layout(s->m, i);
+		struct local_layer *l = &s->ll[i];
+		if (!lay->page_bytes)
+			continue;
+		const uint32_t need = (n_tokens + lay->page_tokens - 1) / lay->page_tokens;
+		if (need > l->cap_pages) {
+			uint32_t cap = l->cap_pages ? l->cap_pages * 2 : 8;
+			if (cap < need)
+				cap = need;
+			void **np = hyd_realloc(l->pages, cap * sizeof(void *));
+			if (!np)
+				return -ENOMEM;
+			l->pages = np;
+			l->cap_pages = cap;
+		}
+		while (l->n_pages < need) {
+			void *pg = hyd_aligned_alloc(64, lay->page_bytes);
+			if (!pg)
+				return -ENOMEM;
+			l->pages[l->n_pages++] = pg;
+		}
+		s->ls[i].pages = l->pages;
+		s->ls[i].n_pages = l->n_pages;
+	}
+	return 0;
+}
+
+int hyd_local_seq_feed(struct hyd_model *m, struct hyd_local_seq *s, const int32_t *tokens, uint32_t n,
+		       float *logits, bool all)
+{
+	const uint32_t chunk = hyd_model_limits(m)->max_chunk, n_vocab = hyd_model_n_vocab(m);
+	for (uint32_t done = 0; done < n;) {
+		uint32_t k = n - done < chunk ? n - done : chunk;
+		int r = hyd_local_seq_reserve(s, s->view.pos + k);
+		if (r)
+			return r;
+		struct hyd_seq_view *v = &s->view;
+		const int32_t *tk = tokens + done;
+		float *out = NULL;
+		if (logits)
+			out = all ? logits + (uint64_t)done * n_vocab : logits;
+		if (!out && logits == NULL) {
+			/* the runner always writes logits; give it somewhere to put them */
+			static _Thread_local float *sink;
+			static _Thread_local uint32_t sink_n;
+			if (sink_n < n_vocab) {
+				hyd_free(sink);
+				sink = hyd_malloc((size_t)n_vocab * sizeof(float));
+				if (!sink)
+					return -ENOMEM;
+				sink_n = n_vocab;
+			}
+			out = sink;
+		}
+		if ((r = hyd_model_step(m, &v, &tk, &k, 1, out, all && logits)))
+			return r;
+		v->pos += k;
+		v->state_index ^= 1;
+		done += k;
+	}
+	return 0;
+}

@@ -1,0 +1,199 @@
+/* Element-wise and reduction kernels.  These are cheap next to the matmuls, so they are plain
+ * C that the compiler vectorises, except dot/axpy, which attention calls per (query, key) and
+ * which get an AVX2 path picked at run time. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "engine/alloc.h"
+#include "engine/kernels.h"
+#include "engine/types_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+const float *hyd_tensor_f32(const struct hyd_tensor *t)
+{
+	return t && t->type == HYD_TYPE_F32 ? t->data : NULL;
+}
+
+int hyd_tensor_row(const struct hyd_tensor *W, int64_t r, float *out)
+{
+	const struct hyd_type_traits *tr = hyd_type_traits(W->type);
+	if (!tr || !tr->to_float)
+		return -ENOTSUP;
+	int64_t rows = W->ne[1] * W->ne[2] * W->ne[3];
+	if (r < 0 || r >= rows)
+		return -ERANGE;
+	int64_t rs = hyd_row_size(W->type, W->ne[0]);
+	if (rs < 0)
+		return (int)rs;
+	tr->to_float((const char *)W->data + r * rs, out, W->ne[0]);
+	return 0;
+}
+
+void hyd_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+	double ss = 0;
+	for (int64_t i = 0; i < n; i++)
+		ss += (double)x[i] * x[i];
+	const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+	if (w) {
+		for (int64_t i = 0; i < n; i++)
+			y[i] = x[i] * scale * w[i];
+	} else {
+		for (int64_t i = 0; i < n; i++)
+			y[i] = x[i] * scale;
+	}
+}
+
+void hyd_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos, float base,
+	      float freq_scale, enum hyd_rope_type type)
+{
+	if (type == HYD_ROPE_NONE || n_rot <= 0)
+		return;
+	const int64_t half = n_rot / 2;
+	float cs[512], sn[512]; /* n_rot <= 1024 checked by the plugins at bind */
+	for (int64_t i = 0; i < half && i < 512; i++) {
+		const float theta = (float)pos * freq_scale * powf(base, -2.0f * (float)i / (float)n_rot);
+		cs[i] = cosf(theta);
+		sn[i] = sinf(theta);
+	}
+	for (int64_t h = 0; h < n_head; h++) {
+		float *v = x + h * head_dim;
+		for (int64_t i = 0; i < half && i < 512; i++) {
+			int64_t a, b;
+			if (type == HYD_ROPE_NORM) {
+				a = 2 * i;
+				b = 2 * i + 1;
+			} else {
+				a = i;
+				b = i + half;
+			}
+			const float x0 = v[a], x1 = v[b];
+			v[a] = x0 * cs[i] - x1 * sn[i];
+			v[b] = x0 * sn[i] + x1 * cs[i];
+		}
+	}
+}
+
+void hyd_softmax(float *x, int64_t n)
+{
+	float mx = -INFINITY;
+	for (int64_t i = 0; i < n; i++)
+		if (x[i] > mx)
+			mx = x[i];
+	double sum = 0;
+	for (int64_t i = 0; i < n; i++) {
+		x[i] = expf(x[i] - mx);
+		sum += x[i];
+	}
+	const float inv = (float)(1.0 / sum);
+	for (int64_t i = 0; i < n; i++)
+		x[i] *= inv;
+}
+
+static float dot_f32_ref(const float *a, const float *b, int64_t n)
+{
+	float s = 0;
+	for (int64_t i = 0; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+static void axpy_f32_ref(float *y, float a, const float *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] += a * x[i];
+}
+
+#ifdef AVX2
+AVX2 static float dot_f32_avx2(const float *a, const float *b, int64_t n)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0;
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+	s0 = _mm256_add_ps(s0, s1);
+	__m128 lo = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+	float s = _mm_cvtss_f32(lo);
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+AVX2 static void axpy_f32_avx2(float *y, float a, const float *x, int64_t n)
+{
+	const __m256 va = _mm256_set1_ps(a);
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+	for (; i < n; i++)
+		y[i] += a * x[i];
+}
+#endif
+
+static float (*dot_impl)(const float *, const float *, int64_t);
+static void (*axpy_impl)(float *, float, const float *, int64_t);
+
+static void pick_impls(void)
+{
+	dot_impl = dot_f32_ref;
+	axpy_impl = axpy_f32_ref;
+#ifdef AVX2
+	if (hyd__simd_detect() >= HYD_SIMD_AVX2) {
+		dot_impl = dot_f32_avx2;
+		axpy_impl = axpy_f32_avx2;
+	}
+#endif
+}
+
+float hyd_dot_f32(const float *a, const float *b, int64_t n)
+{
+	if (__builtin_expect(!dot_impl, 0))
+		pick_impls();
+	return dot_impl(a, b, n);
+}
+
+void hyd_axpy_f32(float *y, float a, const float *x, int64_t n)
+{
+	if (__builtin_expect(!axpy_impl, 0))
+		pick_impls();
+	axpy_impl(y, a, x, n);
+}
+
+void hyd_silu(float *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+void hyd_gelu_tanh(float *x, int64_t n)
+{
+	const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+	for (int64_t i = 0; i < n; i++) {
+		const float v = x[i];
+		x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+	}
+}
+
+void hyd_gelu_erf(float *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+float hyd_softplus(float x)
+{
+	return x > 20.0f ? x : log1pf(expf(x));
+}

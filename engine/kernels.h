@@ -1,0 +1,43 @@
+/* Numerical kernels shared by the daemon's block runner and the layer plugins.
+ * Every kernel has a plain scalar reference (engine/kernels_ref.c); faster paths are picked
+ * at run time from CPUID and are tested against the reference. */
+#ifndef HYD_ENGINE_KERNELS_H
+#define HYD_ENGINE_KERNELS_H
+
+#include <stdint.h>
+
+#include "hyd/plugin.h"
+#include "engine/tensor.h"
+
+/* Y[r][o] = sum_i W[o][i] * X[r][i] for r < n_rows.
+ * W: ne = {n_in, n_out}, any computable type.  X: n_rows rows of n_in floats, row stride ldx.
+ * Y: n_rows rows of n_out floats, row stride ldy.  Quantized weights are used in place; the
+ * activations are converted once to the type's vec_dot_type.  par may be NULL (one thread).
+ * Returns 0, -ENOTSUP (type hyd cannot compute with), -ENOMEM. */
+int hyd_matmul(const struct hyd_parallel *par, const struct hyd_tensor *W, const float *X,
+	       int64_t ldx, float *Y, int64_t ldy, int64_t n_rows);
+
+/* Row r of a 2-D tensor (ne[0] elements) as floats. -ERANGE, -ENOTSUP. */
+int hyd_tensor_row(const struct hyd_tensor *W, int64_t r, float *out);
+
+/* All of a 1-D (or any) F32 tensor as a float pointer, or NULL if the type is not F32. */
+const float *hyd_tensor_f32(const struct hyd_tensor *t);
+
+/* y = x / rms(x) * w   (w may be NULL: no scale).  y may equal x. */
+void hyd_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+/* Rotary embedding in place on n_head heads of head_dim floats at position pos.
+ * type HYD_ROPE_NORM rotates (x[2i], x[2i+1]); HYD_ROPE_NEOX rotates (x[i], x[i+n_rot/2]).
+ * theta_i = pos * freq_scale * base^(-2i/n_rot), for i < n_rot/2; dims >= n_rot are untouched. */
+void hyd_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos, float base,
+	      float freq_scale, enum hyd_rope_type type);
+/* x = softmax(x) over n entries (max-subtracted, in float). */
+void hyd_softmax(float *x, int64_t n);
+float hyd_dot_f32(const float *a, const float *b, int64_t n);
+/* y[i] += a * x[i] */
+void hyd_axpy_f32(float *y, float a, const float *x, int64_t n);
+void hyd_silu(float *x, int64_t n);          /* x * sigmoid(x) */
+void hyd_gelu_tanh(float *x, int64_t n);     /* GELU, tanh approximation */
+void hyd_gelu_erf(float *x, int64_t n);      /* GELU, exact */
+float hyd_softplus(float x);                 /* log(1 + e^x), stable */
+
+#endif

@@ -1,0 +1,123 @@
+/* Matrix multiplication Y = X W^T for any computable weight type, weights used in place.
+ *
+ * The activations are converted once to the weight type's vec_dot_type (quantized per block
+ * for quantized weights, the fast path of the integer dot products).  Work is split over
+ * blocks of output rows; inside a task, a small block of output rows is swept over tiles of
+ * activation rows so that both stay in cache during prefill.  Decode (one row) streams each
+ * weight row exactly once, which is what makes it memory-bound rather than compute-bound. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "engine/alloc.h"
+#include "engine/kernels.h"
+#include "engine/types.h"
+
+#define ROW_TILE 8    /* activation rows per tile */
+#define OUT_TILE 16   /* output rows swept together */
+
+struct mm_job {
+	const struct hyd_type_traits *tr;
+	const char *w;        /* weight rows */
+	int64_t w_stride;     /* bytes per weight row */
+	const char *x;        /* converted activation rows */
+	int64_t x_stride;     /* bytes per converted row */
+	int64_t n_in, n_out, n_rows;
+	float *y;
+	int64_t ldy;
+	int64_t outs_per_task;
+};
+
+static void mm_task(void *arg, uint32_t task, uint32_t thread)
+{
+	const struct mm_job *j = arg;
+	(void)thread;
+	const int64_t o_begin = (int64_t)task * j->outs_per_task;
+	int64_t o_end = o_begin + j->outs_per_task;
+	if (o_end > j->n_out)
+		o_end = j->n_out;
+	const hyd_vec_dot_fn dot = j->tr->vec_dot;
+	for (int64_t r0 = 0; r0 < j->n_rows; r0 += ROW_TILE) {
+		const int64_t r1 = r0 + ROW_TILE < j->n_rows ? r0 + ROW_TILE : j->n_rows;
+		for (int64_t o0 = o_begin; o0 < o_end; o0 += OUT_TILE) {
+			const int64_t o1 = o0 + OUT_TILE < o_end ? o0 + OUT_TILE : o_end;
+			for (int64_t o = o0; o < o1; o++) {
+				const char *wr = j->w + o * j->w_stride;
+				for (int64_t r = r0; r < r1; r++)
+					j->y[r * j->ldy + o] = dot(j->n_in, wr, j->x + r * j->x_stride);
+			}
+		}
+	}
+}
+
+/* Per-thread buffer for converted activations; grows, never shrinks. */
+static _Thread_local void *conv_buf;
+static _Thread_local size_t conv_cap;
+
+static void *conv_space(size_t n)
+{
+	if (n > conv_cap) {
+		void *p = hyd_aligned_alloc(64, n);
+		if (!p)
+			return NULL;
+		hyd_free(conv_buf);
+		conv_buf = p;
+		conv_cap = n;
+	}
+	return conv_buf;
+}
+
+int hyd_matmul(const struct hyd_parallel *par, const struct hyd_tensor *W, const float *X,
+	       int64_t ldx, float *Y, int64_t ldy, int64_t n_rows)
+{
+	const struct hyd_type_traits *tr = hyd_type_traits(W->type);
+	if (!tr || !tr->vec_dot || !tr->to_float)
+		return -ENOTSUP;
+	const int64_t n_in = W->ne[0], n_out = W->ne[1] * W->ne[2] * W->ne[3];
+	if (n_rows <= 0)
+		return 0;
+	struct mm_job j = {
+		.tr = tr,
+		.w = W->data,
+		.w_stride = hyd_row_size(W->type, n_in),
+		.n_in = n_in,
+		.n_out = n_out,
+		.n_rows = n_rows,
+		.y = Y,
+		.ldy = ldy,
+	};
+	if (j.w_stride < 0)
+		return (int)j.w_stride;
+	if (tr->vec_dot_type == HYD_TYPE_F32) {
+		j.x = (const char *)X;
+		j.x_stride = ldx * (int64_t)sizeof(float);
+	} else {
+		const struct hyd_type_traits *at = hyd_type_traits(tr->vec_dot_type);
+		int64_t xs = hyd_row_size(tr->vec_dot_type, n_in);
+		if (!at || !at->from_float || xs < 0)
+			return -ENOTSUP;
+		char *buf = conv_space((size_t)(xs * n_rows));
+		if (!buf)
+			return -ENOMEM;
+		for (int64_t r = 0; r < n_rows; r++)
+			at->from_float(X + r * ldx, buf + r * xs, n_in);
+		j.x = buf;
+		j.x_stride = xs;
+	}
+	/* Below this much work, waking another core costs more than it saves. */
+	const uint64_t work = (uint64_t)n_in * (uint64_t)n_out * (uint64_t)n_rows;
+	const uint32_t n_threads = par && work >= (1u << 18) ? par->n_threads : 1;
+	/* Enough tasks to balance the threads, but each big enough to amortise claiming it. */
+	int64_t tasks = n_threads > 1 ? (int64_t)n_threads * 4 : 1;
+	if (tasks > n_out / 8)
+		tasks = n_out / 8 > 0 ? n_out / 8 : 1;
+	j.outs_per_task = (n_out + tasks - 1) / tasks;
+	tasks = (n_out + j.outs_per_task - 1) / j.outs_per_task;
+	if (n_threads > 1 && tasks > 1)
+		par->run(par->ctx, (uint32_t)tasks, mm_task, &j);
+	else
+		for (int64_t t = 0; t < tasks; t++)
+			mm_task(&j, (uint32_t)t, 0);
+	return 0;
+}

@@ -1,0 +1,103 @@
+/* Quantized types: registration of their kernels in the type table, by SIMD level. */
+#include "config.h"
+
+#include "engine/quant.h"
+
+/* Kernel versions of one type, indexed by enum hyd_simd; NULL = use the next lower level. */
+struct quant_impl {
+	uint32_t type;
+	hyd_to_float_fn to_float;
+	enum hyd_type vec_dot_type;
+	hyd_from_float_fn from_float[4];
+	hyd_vec_dot_fn vec_dot[4];
+};
+
+#if defined(__x86_64__)
+#define X86(...) __VA_ARGS__
+#else
+#define X86(...) NULL
+#endif
+
+static const struct quant_impl impls[] = {
+	{ HYD_TYPE_Q8_0, hyd__q8_0_to_float, HYD_TYPE_Q8_0,
+	  { hyd__q8_0_from_float_ref, X86(hyd__q8_0_from_float_avx2) },
+	  { hyd__q8_0_dot_ref, X86(hyd__q8_0_dot_avx2), X86(hyd__q8_0_dot_avx512),
+	    X86(hyd__q8_0_dot_avx512vnni) } },
+	{ HYD_TYPE_Q4_0, hyd__q4_0_to_float, HYD_TYPE_Q8_0,
+	  { hyd__q4_0_from_float_ref },
+	  { hyd__q4_0_dot_ref, X86(hyd__q4_0_dot_avx2), X86(hyd__q4_0_dot_avx512),
+	    X86(hyd__q4_0_dot_avx512vnni) } },
+	{ HYD_TYPE_Q4_K, hyd__q4_k_to_float, HYD_TYPE_Q8_K,
+	  { hyd__q4_k_from_float_ref },
+	  { hyd__q4_k_dot_ref, X86(hyd__q4_k_dot_avx2), X86(hyd__q4_k_dot_avx512) } },
+	{ HYD_TYPE_Q5_K, hyd__q5_k_to_float, HYD_TYPE_Q8_K,
+	  { hyd__q5_k_from_float_ref },
+	  { hyd__q5_k_dot_ref, X86(hyd__q5_k_dot_avx2), X86(hyd__q5_k_dot_avx512) } },
+	{ HYD_TYPE_Q6_K, hyd__q6_k_to_float, HYD_TYPE_Q8_K,
+	  { hyd__q6_k_from_float_ref },
+	  { hyd__q6_k_dot_ref, X86(hyd__q6_k_dot_avx2), X86(hyd__q6_k_dot_avx512) } },
+	/* Q8_K only exists as the K-quants' activation type: no dot product of its own */
+	{ HYD_TYPE_Q8_K, hyd__q8_k_to_float, HYD_TYPE_Q8_K,
+	  { hyd__q8_k_from_float_ref, X86(hyd__q8_k_from_float_avx2) },
+	  { NULL } },
+};
+
+float hyd__fp16_table[1 << 16];
+
+static const struct quant_impl *find(uint32_t t)
+{
+	for (size_t i = 0; i < sizeof(impls) / sizeof(impls[0]); i++)
+		if (impls[i].type == t)
+			return &impls[i];
+	return NULL;
+}
+
+static hyd_vec_dot_fn vec_dot_at(uint32_t t, enum hyd_simd level)
+{
+	const struct quant_impl *q = find(t);
+	if (!q || level < HYD_SIMD_SCALAR || level > HYD_SIMD_AVX512VNNI)
+		return NULL;
+	for (int l = (int)level; l >= 0; l--)
+		if (q->vec_dot[l])
+			return q->vec_dot[l];
+	return NULL;
+}
+
+static hyd_from_float_fn from_float_at(uint32_t t, enum hyd_simd level)
+{
+	const struct quant_impl *q = find(t);
+	if (!q || level < HYD_SIMD_SCALAR || level > HYD_SIMD_AVX512VNNI)
+		return NULL;
+	for (int l = (int)level; l >= 0; l--)
+		if (q->from_float[l])
+			return q->from_float[l];
+	return NULL;
+}
+
+hyd_vec_dot_fn hyd__quant_vec_dot_at(uint32_t t, enum hyd_simd level)
+{
+	hyd_types_init();
+	return vec_dot_at(t, level);
+}
+
+hyd_from_float_fn hyd__quant_from_float_at(uint32_t t, enum hyd_simd level)
+{
+	hyd_types_init();
+	return from_float_at(t, level);
+}
+
+/* Runs once, inside hyd_types_init(). */
+void hyd__quant_register(struct hyd_type_traits *tab, enum hyd_simd level)
+{
+	for (uint32_t h = 0; h < (1u << 16); h++)
+		hyd__fp16_table[h] = hyd_fp16_to_fp32((uint16_t)h);
+	for (size_t i = 0; i < sizeof(impls) / sizeof(impls[0]); i++) {
+		const struct quant_impl *q = &impls[i];
+		struct hyd_type_traits *tr = &tab[q->type];
+		tr->to_float = q->to_float;
+		tr->from_float = from_float_at(q->type, level);
+		tr->vec_dot_type = q->vec_dot_type;
+		tr->vec_dot = vec_dot_at(q->type, level);
+		tr->vec_dot_ref = q->vec_dot[HYD_SIMD_SCALAR];
+	}
+}

@@ -1,0 +1,364 @@
+/* AVX2 + FMA + F16C kernels for the quantized types.  Built with target attributes so the file
+ * compiles without -mavx2; quant.c only registers them when the CPU has them.
+ *
+ * The dot products stream weights at memory speed: integer products with maddubs (unsigned
+ * x signed bytes -> int16 pairs) and madd (-> int32, applying the sub-block scale), exact
+ * integer sums per block, one float FMA per block. */
+#include "config.h"
+
+#include "engine/quant.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* Weights are streamed once per token: prefetching ~1 KiB ahead keeps more DRAM reads in
+ * flight than the hardware prefetcher alone (measured +10-25 % on the dev machine). */
+#define PREFETCH_AHEAD 1024
+
+static inline void prefetch_block(const void *p, int bytes)
+{
+	for (int o = 0; o < bytes; o += 64)
+		_mm_prefetch((const char *)p + PREFETCH_AHEAD + o, _MM_HINT_T0);
+}
+
+/* A table load is cheaper than vpinsrw + vcvtph2ps on the per-block path. */
+static inline float f16(uint16_t h)
+{
+	return hyd__fp16_table[h];
+}
+
+AVX2 static inline float hsum_ps(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+AVX2 static inline float hmax_ps(__m256 v)
+{
+	__m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_max_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* Signed x signed bytes -> 8 int32 sums of 4 products.  Moves a's sign onto b so maddubs
+ * sees |a| unsigned; b must not hold -128. */
+AVX2 static inline __m256i dot_i8(__m256i a, __m256i b)
+{
+	const __m256i ax = _mm256_sign_epi8(a, a);
+	const __m256i sb = _mm256_sign_epi8(b, a);
+	return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sb), _mm256_set1_epi16(1));
+}
+
+AVX2 float hyd__q8_0_dot_avx2(int64_t n, const void *w, const void *x)
+{
+	const struct hyd_block_q8_0 *a = w, *b = x;
+	const int64_t nb = n / HYD_QK;
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	int64_t i = 0;
+	for (; i + 2 <= nb; i += 2) {
+		prefetch_block(&a[i], 64);
+		const __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
+					  _mm256_loadu_si256((const __m256i *)b[i].qs));
+		const __m256i p1 = dot_i8(_mm256_loadu_si256((const __m256i *)a[i + 1].qs),
+					  _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
+		acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)),
+				       _mm256_cvtepi32_ps(p0), acc0);
+		acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i + 1].d) * f16(b[i + 1].d)),
+				       _mm256_cvtepi32_ps(p1), acc1);
+	}
+	if (i < nb) {
+		const __m256i p = dot_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
+					 _mm256_loadu_si256((const __m256i *)b[i].qs));
+		acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)),
+				       _mm256_cvtepi32_ps(p), acc0);
+	}
+	return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* 16 bytes of packed nibbles -> 32 bytes: low nibbles in lane 0, high nibbles in lane 1,
+ * which is the Q4_0 element order. */
+AVX2 static inline __m256i unpack_nibbles(const uint8_t *p)
+{
+	const __m128i q = _mm_loadu_si128((const __m128i *)p);
+	const __m256i v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+	return _mm256_and_si256(v, _mm256_set1_epi8(0xF));
+}
+
+AVX2 float hyd__q4_0_dot_avx2(int64_t n, const void *w, const void *x)
+{
+	const struct hyd_block_q4_0 *a = w;
+	const struct hyd_block_q8_0 *b = x;
+	const int64_t nb = n / HYD_QK;
+	const __m256i off = _mm256_set1_epi8(8);
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	int64_t i = 0;
+	for (; i + 2 <= nb; i += 2) {
+		prefetch_block(&a[i], 64);
+		const __m256i q0 = _mm256_sub_epi8(unpack_nibbles(a[i].qs), off);
+		const __m256i q1 = _mm256_sub_epi8(unpack_nibbles(a[i + 1].qs), off);
+		const __m256i p0 = dot_i8(q0, _mm256_loadu_si256((const __m256i *)b[i].qs));
+		const __m256i p1 = dot_i8(q1, _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
+		acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)),
+				       _mm256_cvtepi32_ps(p0), acc0);
+		acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i + 1].d) * f16(b[i + 1].d)),
+				       _mm256_cvtepi32_ps(p1), acc1);
+	}
+	if (i < nb) {
+		const __m256i q = _mm256_sub_epi8(unpack_nibbles(a[i].qs), off);
+		const __m256i p = dot_i8(q, _mm256_loadu_si256((const __m256i *)b[i].qs));
+		acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)),
+				       _mm256_cvtepi32_ps(p), acc0);
+	}
+	return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* The 12 packed bytes of Q4_K/Q5_K scales -> bytes 0..7: the 8 scales, 8..15: the 8 mins,
+ * in both 128-bit lanes.  Reads 16 bytes: the 4 past the scales are still inside the block. */
+AVX2 static inline __m256i k4_scales_mins(const uint8_t *scales)
+{
+	const __m128i v = _mm_loadu_si128((const __m128i *)scales);
+	/* dwords: sc[0..3] = u0, sc[4..7] = u2 | u0 bits 6-7, m[0..3] = u1, m[4..7] = u2>>4 | u1 */
+	const __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0));
+	const __m128i b = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0));
+	const __m128i lo = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+					 _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+	const __m128i hi = _mm_and_si128(_mm_srli_epi32(b, 2),
+					 _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+	return _mm256_broadcastsi128_si256(_mm_or_si128(lo, hi));
+}
+
+/* int16 lanes all holding byte k of a k4_scales_mins() vector (pshufb: 0x80 zeroes) */
+#define PICK16(k) _mm256_set1_epi16((short)(0x8000 | (k)))
+
+/* sum_j m[j] * (activation sum of sub-block j) as 8 int32, from the 16 bsums: bsums[i]
+ * pairs with min i/2 (byte 8 + i/2; lanes 8..15 live in the upper 128 bits). */
+AVX2 static inline __m256i k4_mins_dot(__m256i sm, const int16_t *bsums)
+{
+	const __m256i pick = _mm256_setr_epi16(
+		(short)0x8008, (short)0x8008, (short)0x8009, (short)0x8009, (short)0x800a,
+		(short)0x800a, (short)0x800b, (short)0x800b, (short)0x800c, (short)0x800c,
+		(short)0x800d, (short)0x800d, (short)0x800e, (short)0x800e, (short)0x800f,
+		(short)0x800f);
+	const __m256i bs = _mm256_loadu_si256((const __m256i *)bsums);
+	return _mm256_madd_epi16(_mm256_shuffle_epi8(sm, pick), bs);
+}
+
+/* One 64-element chunk: 32 low quants (sub-block 2j) and 32 high (2j+1), scaled. */
+#define K4_CHUNK(j, LO, HI, Y, SM, SUM0, SUM1)                                              \
+	do {                                                                                \
+		const __m256i ylo_ = _mm256_loadu_si256((const __m256i *)((Y) + 64 * (j)));   \
+		const __m256i yhi_ = _mm256_loadu_si256((const __m256i *)((Y) + 64 * (j) + 32)); \
+		SUM0 = _mm256_add_epi32(SUM0, _mm256_madd_epi16(_mm256_maddubs_epi16(LO, ylo_), \
+					_mm256_shuffle_epi8(SM, PICK16(2 * (j)))));           \
+		SUM1 = _mm256_add_epi32(SUM1, _mm256_madd_epi16(_mm256_maddubs_epi16(HI, yhi_), \
+					_mm256_shuffle_epi8(SM, PICK16(2 * (j) + 1))));       \
+	} while (0)
+
+AVX2 float hyd__q4_k_dot_avx2(int64_t n, const void *w, const void *x)
+{
+	const struct hyd_block_q4_k *a = w;
+	const struct hyd_block_q8_k *b = x;
+	const int64_t nb = n / HYD_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0xF);
+	__m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+	for (int64_t i = 0; i < nb; i++) {
+		prefetch_block(&a[i], 192);
+		const __m256i sm = k4_scales_mins(a[i].scales);
+		const float d = b[i].d * f16(a[i].d), dmin = b[i].d * f16(a[i].dmin);
+		accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin),
+				       _mm256_cvtepi32_ps(k4_mins_dot(sm, b[i].bsums)), accm);
+		const uint8_t *q = a[i].qs;
+		const int8_t *y = b[i].qs;
+		__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+		for (int j = 0; j < 4; j++) {
+			const __m256i q4 = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+			const __m256i lo = _mm256_and_si256(q4, m4);
+			const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+			K4_CHUNK(j, lo, hi, y, sm, s0, s1);
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)),
+				      acc);
+	}
+	return hsum_ps(acc) - hsum_ps(accm);
+}
+
+AVX2 float hyd__q5_k_dot_avx2(int64_t n, const void *w, const void *x)
+{
+	const struct hyd_block_q5_k *a = w;
+	const struct hyd_block_q8_k *b = x;
+	const int64_t nb = n / HYD_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+	__m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+	for (int64_t i = 0; i < nb; i++) {
+		prefetch_block(&a[i], 192);
+		const __m256i sm = k4_scales_mins(a[i].scales);
+		const float d = b[i].d * f16(a[i].d), dmin = b[i].d * f16(a[i].dmin);
+		accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin),
+				       _mm256_cvtepi32_ps(k4_mins_dot(sm, b[i].bsums)), accm);
+		const uint8_t *q = a[i].qs;
+		const int8_t *y = b[i].qs;
+		/* bit j of each qh byte belongs to sub-block j: shift it down one step per
+		 * sub-block (16-bit shifts are fine, only bit 0 of each byte is kept) */
+		__m256i h = _mm256_loadu_si256((const __m256i *)a[i].qh);
+		__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+		for (int j = 0; j < 4; j++) {
+			const __m256i q4 = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+			__m256i lo = _mm256_and_si256(q4, m4);
+			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+			lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
+			h = _mm256_srli_epi16(h, 1);
+			hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
+			h = _mm256_srli_epi16(h, 1);
+			K4_CHUNK(j, lo, hi, y, sm, s0, s1);
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)),
+				      acc);
+	}
+	return hsum_ps(acc) - hsum_ps(accm);
+}
+
+/* Q6_K: q in 0..63 goes to maddubs unsigned; the -32 offset is applied once per block as
+ * 32 * sum(sc[k] * bsums[k]). */
+AVX2 float hyd__q6_k_dot_avx2(int64_t n, const void *w, const void *x)
+{
+	const struct hyd_block_q6_k *a = w;
+	const struct hyd_block_q8_k *b = x;
+	const int64_t nb = n / HYD_QK_K;
+	const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+	__m256 acc = _mm256_setzero_ps();
+	for (int64_t i = 0; i < nb; i++) {
+		prefetch_block(&a[i], 256);
+		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].scales));
+		const __m256i bs = _mm256_loadu_si256((const __m256i *)b[i].bsums);
+		const __m256i corr = _mm256_madd_epi16(sc16, bs);
+		__m256i s0 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
+		__m256i s1 = _mm256_setzero_si256();
+#pragma GCC unroll 2
+		for (int g = 0; g < 2; g++) {
+			/* the group's 8 int16 scales in both lanes; chunk k of 32 elements takes
+			 * scale 2k in its low 16 elements (lane 0) and 2k+1 in its high ones */
+			const __m256i sg = g ? _mm256_permute2x128_si256(sc16, sc16, 0x11) :
+					       _mm256_permute2x128_si256(sc16, sc16, 0x00);
+			const uint8_t *ql = a[i].ql + 64 * g;
+			const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+			const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+			const __m256i h = _mm256_loadu_si256((const __m256i *)(a[i].qh + 32 * g));
+			__m256i q[4];
+			q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+					       _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+			q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+					       _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+			q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+					       _mm256_and_si256(h, m30));
+			q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+					       _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+			const int8_t *y = b[i].qs + 128 * g;
+#pragma GCC unroll 4
+			for (int k = 0; k < 4; k++) {
+				const __m256i yk = _mm256_loadu_si256((const __m256i *)(y + 32 * k));
+				const __m256i pick = _mm256_setr_epi8(
+					4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+					4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+					4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+					4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+					4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
+				const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk),
+								    _mm256_shuffle_epi8(sg, pick));
+				if (k & 1)
+					s1 = _mm256_add_epi32(s1, p);
+				else
+					s0 = _mm256_add_epi32(s0, p);
+			}
+		}
+		const __m256i sumi = _mm256_add_epi32(s0, s1);
+		const float d = f16(a[i].d) * b[i].d;
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+	}
+	return hsum_ps(acc);
+}
+
+/* Activation quantizers: the same arithmetic as the references (x * (1/d) rounded to
+ * nearest-even by cvtps), so they agree with them exactly. */
+AVX2 static inline __m256 abs_ps(__m256 v)
+{
+	return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+}
+
+/* 32 floats (already scaled) -> 32 int8 in order. */
+AVX2 static inline __m256i pack_32(__m256 v0, __m256 v1, __m256 v2, __m256 v3)
+{
+	const __m256i i0 = _mm256_cvtps_epi32(v0), i1 = _mm256_cvtps_epi32(v1);
+	const __m256i i2 = _mm256_cvtps_epi32(v2), i3 = _mm256_cvtps_epi32(v3);
+	const __m256i s01 = _mm256_packs_epi32(i0, i1), s23 = _mm256_packs_epi32(i2, i3);
+	const __m256i b = _mm256_packs_epi16(s01, s23);
+	/* packs interleave 128-bit lanes: dword order is 0 4 1 5 2 6 3 7 */
+	return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+AVX2 void hyd__q8_0_from_float_avx2(const float *src, void *dst, int64_t n)
+{
+	struct hyd_block_q8_0 *y = dst;
+	for (int64_t i = 0; i < n / HYD_QK; i++) {
+		const float *x = src + i * HYD_QK;
+		const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+		const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+		const __m256 mx = _mm256_max_ps(_mm256_max_ps(abs_ps(v0), abs_ps(v1)),
+						_mm256_max_ps(abs_ps(v2), abs_ps(v3)));
+		const float d = hmax_ps(mx) / 127;
+		const float id = d != 0 ? 1.0f / d : 0.0f;
+		y[i].d = hyd_fp32_to_fp16(d);
+		const __m256 s = _mm256_set1_ps(id);
+		_mm256_storeu_si256((__m256i *)y[i].qs,
+				    pack_32(_mm256_mul_ps(v0, s), _mm256_mul_ps(v1, s),
+					    _mm256_mul_ps(v2, s), _mm256_mul_ps(v3, s)));
+	}
+}
+
+AVX2 void hyd__q8_k_from_float_avx2(const float *src, void *dst, int64_t n)
+{
+	struct hyd_block_q8_k *y = dst;
+	for (int64_t i = 0; i < n / HYD_QK_K; i++) {
+		const float *x = src + i * HYD_QK_K;
+		__m256 mx = _mm256_setzero_ps();
+		for (int j = 0; j < HYD_QK_K; j += 8)
+			mx = _mm256_max_ps(mx, abs_ps(_mm256_loadu_ps(x + j)));
+		const float amax = hmax_ps(mx);
+		if (amax == 0) {
+			memset(&y[i], 0, sizeof(y[i]));
+			continue;
+		}
+		const float iscale = 127.0f / amax;
+		const __m256 s = _mm256_set1_ps(iscale);
+		for (int j = 0; j < HYD_QK_K; j += 32) {
+			const __m256i q = pack_32(_mm256_mul_ps(_mm256_loadu_ps(x + j), s),
+						  _mm256_mul_ps(_mm256_loadu_ps(x + j + 8), s),
+						  _mm256_mul_ps(_mm256_loadu_ps(x + j + 16), s),
+						  _mm256_mul_ps(_mm256_loadu_ps(x + j + 24), s));
+			_mm256_storeu_si256((__m256i *)(y[i].qs + j), q);
+			/* two bsums of 16: widen to int16, pairwise-add down to 16-element sums */
+			const __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
+			const __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1));
+			__m256i t0 = _mm256_madd_epi16(w0, _mm256_set1_epi16(1));
+			__m256i t1 = _mm256_madd_epi16(w1, _mm256_set1_epi16(1));
+			__m128i s0 = _mm_add_epi32(_mm256_castsi256_si128(t0),
+						   _mm256_extracti128_si256(t0, 1));
+			__m128i s1 = _mm_add_epi32(_mm256_castsi256_si128(t1),
+						   _mm256_extracti128_si256(t1, 1));
+			s0 = _mm_hadd_epi32(s0, s1);
+			s0 = _mm_hadd_epi32(s0, s0);
+			y[i].bsums[j / 16] = (int16_t)_mm_extract_epi32(s0, 0);
+			y[i].bsums[j / 16 + 1] = (int16_t)_mm_extract_epi32(s0, 1);
+		}
+		y[i].d = 1.0f / iscale;
+	}
+}
+#endif

@@ -1,0 +1,338 @@
+/* See attn_core.h.  K and V are stored as f32 rows: per position, K is n_kv*hd_k floats and V
+ * n_kv*hd_v floats.  Paged layout: a page holds page_tokens positions, all K rows then all V
+ * rows.  Ring layout: the fixed region holds ring = window - 1 + max_chunk slots (K rows then V
+ * rows); position p lives in slot p % ring.  A chunk of at most max_chunk rows therefore never
+ * overwrites a position that a query of the chunk, or a replay after a crash, still needs. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "engine/alloc.h"
+#include "engine/kernels.h"
+#include "engine/types.h"
+#include "plugins/common/attn_core.h"
+
+void hyd__plugin_log(const struct hyd_plugin_support *sup, enum hyd_log_level level, const char *fmt, ...)
+{
+	if (!sup || !sup->log)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	sup->log(sup->log_ctx, level, fmt, ap);
+	va_end(ap);
+}
+
+static int check_matrix(const struct hyd_attn_layer *L, const struct hyd_tensor *t, const char *what,
+			int64_t n_in, int64_t n_out)
+{
+	if (!t) {
+		hyd__plugin_log(L->sup, HYD_LOG_ERROR, "layer %u: missing tensor blk.%u.%s", L->hp.layer,
+				L->hp.layer, what);
+		return -EINVAL;
+	}
+	if (t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != 1 || t->ne[3] != 1) {
+		hyd__plugin_log(L->sup, HYD_LOG_ERROR,
+				"%s: shape {%lld, %lld} but the hyper-parameters need {%lld, %lld}", t->name,
+				(long long)t->ne[0], (long long)t->ne[1], (long long)n_in, (long long)n_out);
+		return -EINVAL;
+	}
+	if (!hyd_type_computable(t->type)) {
+		hyd__plugin_log(L->sup, HYD_LOG_ERROR, "%s: tensor type %s is not supported", t->name,
+				hyd_type_name(t->type));
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+static int opt_vector(const struct hyd_attn_layer *L, const struct hyd_layer_desc *d, const char *suffix,
+		      int64_t n, const float **ret)
+{
+	const struct hyd_tensor *t = d->tensor(d, suffix);
+	if (!t) {
+		*ret = NULL;
+		return 0;
+	}
+	if (t->type != HYD_TYPE_F32 || hyd_tensor_nelements(t) != n) {
+		hyd__plugin_log(L->sup, HYD_LOG_ERROR, "%s: expected %lld F32 values, found %lld %s", t->name,
+				(long long)n, (long long)hyd_tensor_nelements(t), hyd_type_name(t->type));
+		return -EINVAL;
+	}
+	*ret = t->data;
+	return 0;
+}
+
+int hyd__attn_bind(const struct hyd_layer_desc *d, const struct hyd_plugin_support *sup,
+		   enum hyd_kv_mode mode, void **ret_layer)
+{
+	const struct hyd_mixer_hparams *hp = d->hp;
+	if (!hp || hp->struct_size < sizeof(*hp))
+		return -EINVAL;
+	struct hyd_attn_layer *L = hyd_calloc(1, sizeof(*L));
+	if (!L)
+		return -ENOMEM;
+	L->hp = *hp;
+	L->mode = mode;
+	L->sup = sup;
+	int r = -EINVAL;
+	if (hp->n_head == 0 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv || hp->head_dim_k == 0 ||
+	    hp->head_dim_v == 0 || hp->n_embd == 0) {
+		hyd__plugin_log(sup, HYD_LOG_ERROR,
+				"layer %u: bad attention hyper-parameters (heads %u, kv heads %u, head dims %u/%u)",
+				hp->layer, hp->n_head, hp->n_head_kv, hp->head_dim_k, hp->head_dim_v);
+		goto fail;
+	}
+	if (hp->rope_type != HYD_ROPE_NONE &&
+	    (hp->n_rot == 0 || hp->n_rot > hp->head_dim_k || hp->n_rot % 2 || hp->n_rot > 1024)) {
+		hyd__plugin_log(sup, HYD_LOG_ERROR, "layer %u: rope dimension %u does not fit head size %u",
+				hp->layer, hp->n_rot, hp->head_dim_k);
+		goto fail;
+	}
+	if (mode == HYD_KV_RING && hp->window == 0) {
+		hyd__plugin_log(sup, HYD_LOG_ERROR, "layer %u: sliding-window layer without a window", hp->layer);
+		goto fail;
+	}
+	L->q_dim = hp->n_head * hp->head_dim_k;
+	L->k_dim = hp->n_head_kv * hp->head_dim_k;
+	L->v_dim = hp->n_head_kv * hp->head_dim_v;
+	L->wq = d->tensor(d, "attn_q.weight");
+	L->wk = d->tensor(d, "attn_k.weight");
+	L->wv = d->tensor(d, "attn_v.weight");
+	L->wo = d->tensor(d, "attn_output.weight");
+	if ((r = check_matrix(L, L->wq, "attn_q.weight", hp->n_embd, L->q_dim)) ||
+	    (r = check_matrix(L, L->wk, "attn_k.weight", hp->n_embd, L->k_dim)) ||
+	    (r = check_matrix(L, L->wv, "attn_v.weight", hp->n_embd, L->v_dim)) ||
+	    (r = check_matrix(L, L->wo, "attn_output.weight", hp->n_head * hp->head_dim_v, hp->n_embd)))
+		goto fail;
+	if ((r = opt_vector(L, d, "attn_q_norm.weight", hp->head_dim_k, &L->q_norm)) ||
+	    (r = opt_vector(L, d, "attn_k_norm.weight", hp->head_dim_k, &L->k_norm)) ||
+	    (r = opt_vector(L, d, "attn_q.bias", L->q_dim, &L->bq)) ||
+	    (r = opt_vector(L, d, "attn_k.bias", L->k_dim, &L->bk)) ||
+	    (r = opt_vector(L, d, "attn_v.bias", L->v_dim, &L->bv)) ||
+	    (r = opt_vector(L, d, "attn_output.bias", hp->n_embd, &L->bo)))
+		goto fail;
+	L->scale = hp->attn_scale > 0 ? hp->attn_scale : 1.0f / sqrtf((float)hp->head_dim_k);
+	*ret_layer = L;
+	return 0;
+fail:
+	hyd_free(L);
+	return r;
+}
+
+void hyd__attn_unbind(void *layer)
+{
+	hyd_free(layer);
+}
+
+static uint32_t ring_slots(const struct hyd_attn_layer *L, const struct hyd_state_limits *lim)
+{
+	uint32_t w = L->hp.window;
+	if (w > lim->max_ctx)
+		w = lim->max_ctx; /* a window longer than the context never wraps */
+	return w - 1 + lim->max_chunk;
+}
+
+static uint64_t row_floats(const struct hyd_attn_layer *L)
+{
+	return (uint64_t)L->k_dim + L->v_dim;
+}
+
+int hyd__attn_state_layout(const void *layer, const struct hyd_state_limits *lim, struct hyd_state_layout *ret)
+{
+	const struct hyd_attn_layer *L = layer;
+	if (!lim || lim->max_chunk == 0 || lim->max_ctx == 0 || lim->page_tokens == 0)
+		return -EINVAL;
+	struct hyd_state_layout out = { 0 };
+	if (L->mode == HYD_KV_PAGED) {
+		out.page_bytes = (uint64_t)lim->page_tokens * row_floats(L) * sizeof(float);
+		out.page_tokens = lim->page_tokens;
+	} else {
+		out.fixed_bytes = (uint64_t)ring_slots(L, lim) * row_floats(L) * sizeof(float);
+	}
+	*ret = out;
+	return 0;
+}
+
+/* Scratch: q, k, v, o rows for the batch, then one score row per thread. */
+static uint64_t score_len(const struct hyd_attn_layer *L, const struct hyd_state_limits *lim)
+{
+	return L->mode == HYD_KV_RING && L->hp.window < lim->max_ctx ? L->hp.window : lim->max_ctx;
+}
+
+uint64_t hyd__attn_scratch_size(const void *layer, const struct hyd_state_limits *lim, uint32_t max_rows,
+				uint32_t n_threads)
+{
+	const struct hyd_attn_layer *L = layer;
+	uint64_t per_row = (uint64_t)L->q_dim + L->k_dim + L->v_dim + (uint64_t)L->hp.n_head * L->hp.head_dim_v;
+	uint64_t floats = per_row * max_rows + (score_len(L, lim) + 16) * (uint64_t)(n_threads ? n_threads : 1);
+	return floats * sizeof(float) + 256;
+}
+
+void hyd__attn_state_init(const void *layer, void *state, const struct hyd_state_limits *lim)
+{
+	struct hyd_state_layout lay;
+	if (hyd__attn_state_layout(layer, lim, &lay) == 0 && lay.fixed_bytes)
+		memset(state, 0, lay.fixed_bytes);
+}
+
+/* Address of position p's K row (V row with v set) for one session. */
+static inline float *kv_row(const struct hyd_attn_layer *L, const struct hyd_mixer_seq *s,
+			    const struct hyd_state_limits *lim, uint32_t p, int v)
+{
+	if (L->mode == HYD_KV_PAGED) {
+		const uint32_t pt = lim->page_tokens;
+		float *page = s->pages[p / pt];
+		const uint32_t slot = p % pt;
+		return v ? page + (uint64_t)pt * L->k_dim + (uint64_t)slot * L->v_dim
+			 : page + (uint64_t)slot * L->k_dim;
+	}
+	const uint32_t ring = ring_slots(L, lim);
+	float *base = s->state;
+	const uint32_t slot = p % ring;
+	return v ? base + (uint64_t)ring * L->k_dim + (uint64_t)slot * L->v_dim
+		 : base + (uint64_t)slot * L->k_dim;
+}
+
+struct attn_job {
+	const struct hyd_attn_layer *L;
+	const struct hyd_mixer_batch *b;
+	const float *q;
+	float *o;
+	float *scores; /* per thread */
+	uint64_t score_stride;
+	uint32_t *row_seq; /* seq index of each row */
+};
+
+/* One task = one (row, head). */
+static void attn_task(void *arg, uint32_t task, uint32_t thread)
+{
+	const struct attn_job *j = arg;
+	const struct hyd_attn_layer *L = j->L;
+	const struct hyd_mixer_hparams *hp = &L->hp;
+	const uint32_t row = task / hp->n_head, h = task % hp->n_head;
+	const struct hyd_mixer_seq *s = &j->b->seqs[j->row_seq[row]];
+	const struct hyd_state_limits *lim = j->b->limits;
+	const uint32_t p = s->pos + (row - s->row0);
+	uint32_t first = 0;
+	if (L->mode == HYD_KV_RING && p + 1 > hp->window)
+		first = p + 1 - hp->window;
+	const uint32_t kvh = h / (hp->n_head / hp->n_head_kv);
+	const float *q = j->q + (uint64_t)row * L->q_dim + (uint64_t)h * hp->head_dim_k;
+	float *sc = j->scores + (uint64_t)thread * j->score_stride;
+	const uint32_t n = p - first + 1;
+	float mx = -INFINITY;
+	for (uint32_t i = 0; i < n; i++) {
+		const float *k = kv_row(L, s, lim, first + i, 0) + (uint64_t)kvh * hp->head_dim_k;
+		float v = hyd_dot_f32(q, k, hp->head_dim_k) * L->scale;
+		if (hp->attn_softcap > 0)
+			v = hp->attn_softcap * tanhf(v / hp->attn_softcap);
+		sc[i] = v;
+		if (v > mx)
+			mx = v;
+	}
+	float sum = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		sc[i] = expf(sc[i] - mx);
+		sum += sc[i];
+	}
+	float *o = j->o + (uint64_t)row * hp->n_head * hp->head_dim_v + (uint64_t)h * hp->head_dim_v;
+	memset(o, 0, hp->head_dim_v * sizeof(float));
+	const float inv = 1.0f / sum;
+	for (uint32_t i = 0; i < n; i++) {
+		const float *v = kv_row(L, s, lim, first + i, 1) + (uint64_t)kvh * hp->head_dim_v;
+		hyd_axpy_f32(o, sc[i] * inv, v, hp->head_dim_v);
+	}
+}
+
+static void add_bias(float *x, const float *b, uint32_t n_rows, uint32_t dim)
+{
+	if (!b)
+		return;
+	for (uint32_t r = 0; r < n_rows; r++)
+		for (uint32_t i = 0; i < dim; i++)
+			x[(uint64_t)r * dim + i] += b[i];
+}
+
+int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
+{
+	const struct hyd_attn_layer *L = layer;
+	const struct hyd_mixer_hparams *hp = &L->hp;
+	const struct hyd_state_limits *lim = b->limits;
+	const uint32_t n = b->n_rows;
+	const uint64_t o_dim = (uint64_t)hp->n_head * hp->head_dim_v;
+	const uint32_t n_threads = b->par ? b->par->n_threads : 1;
+	const uint64_t slen = score_len(L, lim) + 16;
+	if (hyd__attn_scratch_size(L, lim, n, n_threads) > b->scratch_bytes)
+		return -ENOBUFS;
+	float *q = b->scratch;
+	float *k = q + (uint64_t)n * L->q_dim;
+	float *v = k + (uint64_t)n * L->k_dim;
+	float *o = v + (uint64_t)n * L->v_dim;
+	float *scores = o + (uint64_t)n * o_dim;
+	uint32_t row_seq_small[64];
+	uint32_t *row_seq = n <= 64 ? row_seq_small : (uint32_t *)hyd_malloc(n * sizeof(uint32_t));
+	if (!row_seq)
+		return -ENOMEM;
+	int r;
+	for (uint32_t si = 0; si < b->n_seqs; si++) {
+		const struct hyd_mixer_seq *s = &b->seqs[si];
+		if (s->row0 + s->n_rows > n || s->n_rows > lim->max_chunk || s->pos + s->n_rows > lim->max_ctx ||
+		    (L->mode == HYD_KV_PAGED &&
+		     (uint64_t)s->n_pages * lim->page_tokens < (uint64_t)s->pos + s->n_rows)) {
+			r = -EINVAL;
+			goto out;
+		}
+		for (uint32_t i = 0; i < s->n_rows; i++)
+			row_seq[s->row0 + i] = si;
+	}
+	if ((r = hyd_matmul(b->par, L->wq, b->x, hp->n_embd, q, L->q_dim, n)) ||
+	    (r = hyd_matmul(b->par, L->wk, b->x, hp->n_embd, k, L->k_dim, n)) ||
+	    (r = hyd_matmul(b->par, L->wv, b->x, hp->n_embd, v, L->v_dim, n)))
+		goto out;
+	add_bias(q, L->bq, n, L->q_dim);
+	add_bias(k, L->bk, n, L->k_dim);
+	add_bias(v, L->bv, n, L->v_dim);
+	for (uint32_t row = 0; row < n; row++) {
+		const struct hyd_mixer_seq *s = &b->seqs[row_seq[row]];
+		const uint32_t p = s->pos + (row - s->row0);
+		float *qr = q + (uint64_t)row * L->q_dim, *kr = k + (uint64_t)row * L->k_dim;
+		if (L->q_norm)
+			for (uint32_t h = 0; h < hp->n_head; h++)
+				hyd_rmsnorm(qr + h * hp->head_dim_k, qr + h * hp->head_dim_k, L->q_norm,
+					    hp->head_dim_k, hp->norm_eps);
+		if (L->k_norm)
+			for (uint32_t h = 0; h < hp->n_head_kv; h++)
+				hyd_rmsnorm(kr + h * hp->head_dim_k, kr + h * hp->head_dim_k, L->k_norm,
+					    hp->head_dim_k, hp->norm_eps);
+		hyd_rope(qr, hp->n_head, hp->head_dim_k, hp->n_rot, p, hp->rope_freq_base, hp->rope_freq_scale,
+			 hp->rope_type);
+		hyd_rope(kr, hp->n_head_kv, hp->head_dim_k, hp->n_rot, p, hp->rope_freq_base,
+			 hp->rope_freq_scale, hp->rope_type);
+		/* store this position's K and V: positions >= the committed count are free to write */
+		memcpy(kv_row(L, s, lim, p, 0), kr, L->k_dim * sizeof(float));
+		memcpy(kv_row(L, s, lim, p, 1), v + (uint64_t)row * L->v_dim, L->v_dim * sizeof(float));
+	}
+	struct attn_job j = {
+		.L = L, .b = b, .q = q, .o = o, .scores = scores, .score_stride = slen, .row_seq = row_seq,
+	};
+	const uint32_t tasks = n * hp->n_head;
+	/* scores are computed against every visible position: skip threading for tiny work */
+	uint64_t work = 0;
+	for (uint32_t si = 0; si < b->n_seqs; si++)
+		work += (uint64_t)b->seqs[si].n_rows * (b->seqs[si].pos + b->seqs[si].n_rows);
+	work *= (uint64_t)hp->n_head * hp->head_dim_k;
+	if (b->par && tasks > 1 && work >= (1u << 16))
+		b->par->run(b->par->ctx, tasks, attn_task, &j);
+	else
+		for (uint32_t t = 0; t < tasks; t++)
+			attn_task(&j, t, 0);
+	r = hyd_matmul(b->par, L->wo, o, (int64_t)o_dim, b->y, hp->n_embd, n);
+	if (!r)
+		add_bias(b->y, L->bo, n, hp->n_embd);
+out:
+	if (row_seq != row_seq_small)
+		hyd_free(row_seq);
+	return r;
+}

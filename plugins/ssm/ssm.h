@@ -1,0 +1,57 @@
+/* Internals shared by the "mamba1" and "mamba2" mixers of the ssm plugin.
+ *
+ * Both keep, per session, a fixed-size f32 state in two copies (HYD_STATE_DOUBLE_BUFFERED):
+ * forward() reads copy seq.state_index and writes copy state_index ^ 1, so the committed copy
+ * is never touched by a step that may still be abandoned. */
+#ifndef HYD_PLUGINS_SSM_H
+#define HYD_PLUGINS_SSM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hyd/plugin.h"
+
+/* Longest convolution kernel we accept; real models use 4. */
+#define HYD_SSM_MAX_CONV 16u
+
+extern const struct hyd_mixer_factory hyd__mamba1_factory;
+extern const struct hyd_mixer_factory hyd__mamba2_factory;
+
+void hyd__ssm_log(const struct hyd_plugin_support *sup, enum hyd_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* blk.L.<suffix>: a weight matrix of exactly {n_in, n_out} in a type hyd computes with.
+ * -EINVAL (missing or wrong shape), -ENOTSUP (type), each with a log line naming the tensor. */
+int hyd__ssm_matrix(const struct hyd_layer_desc *d, const struct hyd_plugin_support *sup, const char *suffix,
+		    int64_t n_in, int64_t n_out, const struct hyd_tensor **ret);
+/* blk.L.<suffix>: F32 values of shape {ne0, ne1} (ne1 = 1 for a vector; a 1-D tensor of ne0*ne1
+ * values is accepted where ne0 == 1).  Absent: -EINVAL when required, else *ret = NULL. */
+int hyd__ssm_f32(const struct hyd_layer_desc *d, const struct hyd_plugin_support *sup, const char *suffix,
+		 int64_t ne0, int64_t ne1, bool required, const float **ret);
+
+/* Runs fn over n tasks, on the host's workers when there are several. */
+void hyd__ssm_run(const struct hyd_parallel *par, uint32_t n, hyd_task_fn fn, void *arg);
+
+/* Causal depthwise convolution with SiLU for channels [c0, c1) of one session's n_rows rows.
+ * in: row r's channel c at in[r*ld_in + c] (pre-convolution values); out likewise with ld_out.
+ * w: [channels][d_conv] (GGUF {d_conv, channels}); bias may be NULL.  The d_conv-1 inputs that
+ * precede the first row come from tail_src ([channels][d_conv-1], oldest first); the last
+ * d_conv-1 inputs seen are written to tail_dst (which must not alias tail_src). */
+void hyd__ssm_conv(const float *in, int64_t ld_in, float *out, int64_t ld_out, uint32_t n_rows,
+		   const float *w, const float *bias, uint32_t d_conv, const float *tail_src, float *tail_dst,
+		   uint32_t c0, uint32_t c1);
+
+/* Validates the sequences of a batch against the batch's rows and limits. -EINVAL. */
+int hyd__ssm_check_batch(const struct hyd_mixer_batch *b);
+
+/* h[n] = exp(dt * a[n]) * h[n] + bx * bv[n] for n < d_state, returns sum_n h[n] * c[n].
+ * The mamba1 scan's inner loop (an exp per state element): vectorised where the CPU allows. */
+float hyd__ssm_update_dot(float *h, const float *a, float dt, float bx, const float *bv, const float *c,
+			  uint32_t d_state);
+
+static inline float hyd__ssm_silu(float x)
+{
+	return x / (1.0f + __builtin_expf(-x));
+}
+
+#endif
