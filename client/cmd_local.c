@@ -213,14 +213,20 @@ int hyd_cmd_run(int argc, char **argv)
 	double t1 = now_s();
 	struct hyd_detok dt;
 	hyd_detok_init(tk, &dt);
-	char piece[1024];
+	dt.strip_leading_space = false; /* a continuation keeps its leading space */
+	const size_t piece_cap = hyd_tokenizer_max_piece(tk);
+	char *piece = hyd_malloc(piece_cap);
 	uint32_t generated = 0;
+	if (!piece) {
+		fprintf(stderr, "hyd: out of memory\n");
+		goto out;
+	}
 	for (; generated < n_predict; generated++) {
 		int32_t id = hyd_sampler_pick(smp, &sp, &rng, logits, toks, n_tok);
 		if (hyd_tokenizer_is_eog(tk, id))
 			break;
 		toks[n_tok++] = id;
-		int n = hyd_detok_push(tk, &dt, id, piece, sizeof(piece));
+		int n = hyd_detok_push(tk, &dt, id, piece, piece_cap);
 		if (n > 0) {
 			fwrite(piece, 1, (size_t)n, stdout);
 			fflush(stdout);
@@ -229,12 +235,14 @@ int hyd_cmd_run(int argc, char **argv)
 			break;
 		if ((r = hyd_local_seq_feed(m, seq, &id, 1, logits, false))) {
 			fprintf(stderr, "hyd: evaluation failed: %s\n", strerror(-r));
+			hyd_free(piece);
 			goto out;
 		}
 	}
-	int n = hyd_detok_flush(tk, &dt, piece, sizeof(piece));
+	int n = hyd_detok_flush(tk, &dt, piece, piece_cap);
 	if (n > 0)
 		fwrite(piece, 1, (size_t)n, stdout);
+	hyd_free(piece);
 	fputc('\n', stdout);
 	fflush(stdout);
 	if (c.mo.verbose) {

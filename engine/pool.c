@@ -78,7 +78,9 @@ static void *worker_main(void *opaque)
 	struct hyd_pool *p = wa->pool;
 	const uint32_t index = wa->index;
 	hyd_free(wa);
-	uint32_t seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+	/* Generation 0 is "no job yet": a worker that starts late must still take job 1, which
+	 * the creator may already have posted, so it must not sample the counter here. */
+	uint32_t seen = 0;
 	for (;;) {
 		uint64_t start = now_ns();
 		uint32_t gen;
