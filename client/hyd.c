@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "client/cli.h"
+#include "client/cmd_daemon.h"
 
 static const char usage[] =
 	"Usage: hyd COMMAND [OPTIONS]\n"
@@ -13,6 +14,9 @@ static const char usage[] =
 	"  run        generate a completion:  hyd run [-m MODEL] [-p TEXT | < TEXT] [-n N] [--temp T] ...\n"
 	"  eval       write the logits of a token sequence (float32 rows)\n"
 	"  tokenize   print the token ids of stdin\n\n"
+	"Through the daemon (hydd; --socket PATH or HYD_SOCKET give its address):\n"
+	"  session    new | list | show ID | fork ID | snapshot ID FILE | restore FILE | rm ID\n"
+	"  status     model, memory per layer kind, sessions and throughput\n\n"
 	"Run 'hyd COMMAND --help' for the options of one command.\n";
 
 struct command {
@@ -24,6 +28,8 @@ static const struct command commands[] = {
 	{ "run", hyd_cmd_run },
 	{ "eval", hyd_cmd_eval },
 	{ "tokenize", hyd_cmd_tokenize },
+	{ "session", hyd_cmd_session },
+	{ "status", hyd_cmd_status },
 };
 
 int main(int argc, char **argv)
@@ -42,6 +48,5 @@ int main(int argc, char **argv)
 				return commands[i].fn(argc - 1, argv + 1);
 		hyd_cli_usage_error("unknown command '%s'", argv[1]);
 	}
-	fputs(usage, stderr);
-	return HYD_EXIT_USAGE;
+	return hyd_cmd_complete(argc, argv);
 }

@@ -787,6 +787,32 @@ int hyd_session_commit(struct hyd_session *s, uint32_t n, const int32_t *tokens)
 	return 0;
 }
 
+int hyd_session_push_pending(struct hyd_session *s, const int32_t *tokens, uint32_t n)
+{
+	const uint32_t end = hyd_session_replay_to(s);
+	if (n == 0)
+		return 0;
+	if (!tokens)
+		return -EINVAL;
+	if (n > s->h.max_ctx - end)
+		return -E2BIG;
+	/* Past the valid history nothing reads these slots until replay_to covers them. */
+	memcpy(s->tokens + end, tokens, (size_t)n * sizeof(*tokens));
+	__atomic_store_n(&s->hdr->replay_to, end + n, __ATOMIC_RELEASE);
+	s->h.replay_to = end + n;
+	return 0;
+}
+
+int hyd_session_set_pending_end(struct hyd_session *s, uint32_t end)
+{
+	if (end < s->pos || end > hyd_session_replay_to(s))
+		return -ERANGE;
+	const uint32_t v = end > s->pos ? end : 0;
+	__atomic_store_n(&s->hdr->replay_to, v, __ATOMIC_RELEASE);
+	s->h.replay_to = v;
+	return 0;
+}
+
 static bool has_fixed_state(const struct hyd_session *s)
 {
 	for (uint32_t i = 0; i < s->h.n_layer; i++)

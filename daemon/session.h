@@ -111,6 +111,15 @@ int hyd_session_reset(struct hyd_session *s);
 /* History tokens [0, replay_to) are valid; > pos while a replay after truncate is pending. */
 uint32_t hyd_session_replay_to(const struct hyd_session *s);
 
+/* Pending tokens: history tokens [pos, replay_to) are recorded but not yet evaluated (the
+ * same mechanism as a replay after truncate).  The daemon keeps the last token of a session
+ * pending so that a generation, also one after a restart, starts by evaluating it and gets the
+ * logits it needs from the committed state (docs/SESSIONS.md).  push appends n tokens after
+ * hyd_session_replay_to(); -E2BIG past max_ctx.  set_pending_end drops pending tokens from
+ * end on (pos <= end <= replay_to, else -ERANGE). */
+int hyd_session_push_pending(struct hyd_session *s, const int32_t *tokens, uint32_t n);
+int hyd_session_set_pending_end(struct hyd_session *s, uint32_t end);
+
 /* A new session (owned by uid) with a copy of src's state, history and pages.  Pages are
  * copied, not shared. */
 int hyd_session_fork(struct hyd_session_store *st, const struct hyd_session *src, uint32_t uid,

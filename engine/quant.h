@@ -79,7 +79,8 @@ static inline void hyd__scale_min_k4(int j, const uint8_t *q, uint8_t *ret_sc, u
 	}
 }
 
-/* All 8 scales and mins of a Q4_K/Q5_K block at once (the SIMD kernels' form). */
+/* All 8 scales and mins of a Q4_K/Q5_K block at once, word-parallel (the SIMD kernels do
+ * the same on vectors). */
 static inline void hyd__scales_mins_k4(const uint8_t *q, uint8_t sc[8], uint8_t m[8])
 {
 	uint32_t u[3];

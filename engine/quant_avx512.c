@@ -3,7 +3,9 @@
  * quant.c registers them only at level >= HYD_SIMD_AVX512 (VNNI ones at HYD_SIMD_AVX512VNNI).
  *
  * Same scheme as quant_avx2.c on 64-byte registers: two Q8_0/Q4_0 blocks or one 64-element
- * K-quant chunk per register; sub-block scales are spread over lanes with vpermw. */
+ * K-quant chunk per register; sub-block scales are spread over lanes with pshufb (Q4_K/Q5_K)
+ * or vpermw (Q6_K).  This development machine has no AVX-512: these paths are exercised by
+ * tests/check_quant only where the CPU has it. */
 #include "config.h"
 
 #include "engine/quant.h"

@@ -4,6 +4,7 @@
  * - one prefill == token by token == split prefills (state continuity across the double
  *   buffer), the committed copy never written;
  * - several sessions in one batch == each alone; threads == no threads;
+ * - F16 matrices (activations may be rounded in the dot products);
  * - bind rejects wrong shapes, types and hyper-parameters with a log line naming the tensor. */
 #include "config.h"
 
@@ -516,6 +517,20 @@ START_TEST(test_mamba2_groups)
 }
 END_TEST
 
+/* The plain C scan kernels (HYD_SIMD=scalar is read at the first forward of each forked test). */
+START_TEST(test_scalar_kernels)
+{
+	setenv("HYD_SIMD", "scalar", 1);
+	struct fake f;
+	make_mamba1(&f, 24, 40, 12, 4, 5, true);
+	check_modes(&f, "mamba1", ref_mamba1, NULL);
+	fake_free(&f);
+	make_mamba2(&f, 24, 6, 8, 20, 3, 4);
+	check_modes(&f, "mamba2", ref_mamba2, NULL);
+	fake_free(&f);
+}
+END_TEST
+
 static void check_threads_and_batches(struct fake *f, const char *kind)
 {
 	const struct hyd_mixer_factory *fac = factory(kind);
@@ -565,6 +580,61 @@ static void check_threads_and_batches(struct fake *f, const char *kind)
 	hyd_pool_destroy(pool);
 	fac->unbind(layer);
 }
+
+/* The reference reads F32; the layer is bound to F16 views of the same values. */
+static void check_f16(struct fake *f, const char *kind, void (*ref)(struct fake *, const float *, uint32_t, float *))
+{
+	struct hyd_tensor saved[MAX_TENSORS];
+	memcpy(saved, f->t, sizeof(saved));
+	void *h16[MAX_TENSORS] = { 0 };
+	for (uint32_t i = 0; i < f->n; i++) {
+		struct hyd_tensor *t = &f->t[i];
+		if (t->n_dims != 2 || strstr(t->name, "conv1d") || strstr(t->name, "norm") || !strstr(t->name, ".weight"))
+			continue;
+		const int64_t n = hyd_tensor_nelements(t);
+		float *w = f->data[i];
+		uint16_t *h = hyd_malloc((size_t)n * sizeof(uint16_t));
+		for (int64_t k = 0; k < n; k++) {
+			h[k] = hyd_fp32_to_fp16(w[k]);
+			w[k] = hyd_fp16_to_fp32(h[k]);
+		}
+		h16[i] = h;
+	}
+	const uint32_t E = f->hp.n_embd, T = 20;
+	float *u = rand_input(T, E);
+	float *want = hyd_malloc((size_t)T * E * sizeof(float)), *got = hyd_malloc((size_t)T * E * sizeof(float));
+	ref(f, u, T, want);
+	for (uint32_t i = 0; i < f->n; i++)
+		if (h16[i]) {
+			f->t[i].type = HYD_TYPE_F16;
+			f->t[i].data = h16[i];
+			f->t[i].nbytes /= 2;
+		}
+	const struct hyd_mixer_factory *fac = factory(kind);
+	void *layer = NULL;
+	ck_assert_int_eq(fac->bind(&f->desc, &support, &layer), 0);
+	static const uint32_t chunks[] = { 6, 1 };
+	run_chunks(fac, layer, E, u, T, chunks, 2, got, NULL);
+	/* activations may be rounded to F16 inside the dot products */
+	assert_close(got, want, (size_t)T * E, 1e-2, "F16 weights vs reference");
+	fac->unbind(layer);
+	memcpy(f->t, saved, sizeof(saved));
+	for (uint32_t i = 0; i < f->n; i++)
+		hyd_free(h16[i]);
+	hyd_free(u), hyd_free(want), hyd_free(got);
+}
+
+START_TEST(test_f16_weights)
+{
+	struct fake f;
+	make_mamba1(&f, 32, 64, 16, 4, 8, true);
+	check_f16(&f, "mamba1", ref_mamba1);
+	fake_free(&f);
+	make_mamba2(&f, 32, 4, 16, 16, 2, 4);
+	check_f16(&f, "mamba2", ref_mamba2);
+	fake_free(&f);
+}
+END_TEST
 
 START_TEST(test_batches_threads)
 {
@@ -654,6 +724,9 @@ START_TEST(test_bind_errors)
 	find(&f, "ssm_out.weight")->type = 4; /* a type id GGUF retired */
 	bind_expect(&f, "mamba1", -ENOTSUP, "blk.3.ssm_out.weight");
 	find(&f, "ssm_out.weight")->type = HYD_TYPE_F32;
+	find(&f, "ssm_dt.weight")->type = HYD_TYPE_Q8_0; /* rows of 5 are not whole Q8_0 blocks */
+	bind_expect(&f, "mamba1", -ENOTSUP, "blk.3.ssm_dt.weight");
+	find(&f, "ssm_dt.weight")->type = HYD_TYPE_F32;
 	strcpy(f.name[f.n - 1], "gone");
 	f.suffix[f.n - 1] = "gone"; /* ssm_out.weight is the last tensor added */
 	bind_expect(&f, "mamba1", -EINVAL, "blk.3.ssm_out.weight");
@@ -722,6 +795,8 @@ int main(void)
 	tcase_add_test(tc, test_mamba1_jamba_norms);
 	tcase_add_test(tc, test_mamba1_conv2);
 	tcase_add_test(tc, test_mamba2_groups);
+	tcase_add_test(tc, test_scalar_kernels);
+	tcase_add_test(tc, test_f16_weights);
 	tcase_add_test(tc, test_batches_threads);
 	tcase_add_test(tc, test_state_layout);
 	tcase_add_test(tc, test_bind_errors);

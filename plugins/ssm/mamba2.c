@@ -168,11 +168,7 @@ static void m2_scan_task(void *arg, uint32_t task, uint32_t thread)
 		const float da = expf(dt * a);
 		float *y = j->y + row * L->d_inner + (uint64_t)h * hd;
 		for (uint32_t p = 0; p < hd; p++) {
-			float *Sp = S + (uint64_t)p * ds;
-			const float xdt = x[p] * dt;
-			for (uint32_t n = 0; n < ds; n++)
-				Sp[n] = Sp[n] * da + xdt * B[n];
-			y[p] = hyd_dot_f32(Sp, C, ds) + dd * x[p];
+			y[p] = hyd__ssm_decay_dot(S + (uint64_t)p * ds, da, x[p] * dt, B, C, ds) + dd * x[p];
 		}
 	}
 }

@@ -49,6 +49,10 @@ int hyd__ssm_check_batch(const struct hyd_mixer_batch *b);
 float hyd__ssm_update_dot(float *h, const float *a, float dt, float bx, const float *bv, const float *c,
 			  uint32_t d_state);
 
+/* s[n] = da * s[n] + bx * bv[n] for n < d_state, returns sum_n s[n] * c[n]: the mamba2 scan's
+ * inner loop (one decay per head and token). */
+float hyd__ssm_decay_dot(float *s, float da, float bx, const float *bv, const float *c, uint32_t d_state);
+
 static inline float hyd__ssm_silu(float x)
 {
 	return x / (1.0f + __builtin_expf(-x));

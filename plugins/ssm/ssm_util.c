@@ -116,7 +116,8 @@ void hyd__ssm_conv(const float *in, int64_t ld_in, float *out, int64_t ld_out, u
 			for (uint32_t k = 0; k < d_conv; k++)
 				acc += wc[k] * win[k];
 			out[(int64_t)r * ld_out + c] = hyd__ssm_silu(acc);
-			memmove(win, win + 1, k1 * sizeof(float));
+			for (uint32_t k = 0; k < k1; k++)
+				win[k] = win[k + 1];
 		}
 		memcpy(tail_dst + (uint64_t)c * k1, win, k1 * sizeof(float));
 	}
@@ -146,7 +147,51 @@ static float update_dot_scalar(float *h, const float *a, float dt, float bx, con
 	return y;
 }
 
+static float decay_dot_scalar(float *s, float da, float bx, const float *bv, const float *c, uint32_t n)
+{
+	float y = 0.0f;
+	for (uint32_t i = 0; i < n; i++) {
+		s[i] = s[i] * da + bx * bv[i];
+		y += s[i] * c[i];
+	}
+	return y;
+}
+
 #if defined(__x86_64__)
+AVX2 static float hsum8(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+AVX2 static float decay_dot_avx2(float *s, float da, float bx, const float *bv, const float *c, uint32_t n)
+{
+	const __m256 vda = _mm256_set1_ps(da), vbx = _mm256_set1_ps(bx);
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	uint32_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256 s0 = _mm256_mul_ps(_mm256_loadu_ps(s + i), vda);
+		__m256 s1 = _mm256_mul_ps(_mm256_loadu_ps(s + i + 8), vda);
+		s0 = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i), s0);
+		s1 = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i + 8), s1);
+		_mm256_storeu_ps(s + i, s0);
+		_mm256_storeu_ps(s + i + 8, s1);
+		acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(c + i), acc0);
+		acc1 = _mm256_fmadd_ps(s1, _mm256_loadu_ps(c + i + 8), acc1);
+	}
+	for (; i + 8 <= n; i += 8) {
+		__m256 s0 = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i), _mm256_mul_ps(_mm256_loadu_ps(s + i), vda));
+		_mm256_storeu_ps(s + i, s0);
+		acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(c + i), acc0);
+	}
+	float y = hsum8(_mm256_add_ps(acc0, acc1));
+	if (i < n)
+		y += decay_dot_scalar(s + i, da, bx, bv + i, c + i, n - i);
+	return y;
+}
+
 /* exp(x) for 8 lanes: x = k ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial, 2^k
  * through the exponent bits.  Relative error ~2 ulp over the range, far inside the tolerance of
  * a recurrence that multiplies by values <= 1. */
@@ -181,10 +226,7 @@ AVX2 static float update_dot_avx2(float *h, const float *a, float dt, float bx, 
 		_mm256_storeu_ps(h + i, hv);
 		acc = _mm256_fmadd_ps(hv, _mm256_loadu_ps(c + i), acc);
 	}
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	float y = _mm_cvtss_f32(s);
+	float y = hsum8(acc);
 	if (i < n)
 		y += update_dot_scalar(h + i, a + i, dt, bx, bv + i, c + i, n - i);
 	return y;
@@ -192,27 +234,42 @@ AVX2 static float update_dot_avx2(float *h, const float *a, float dt, float bx, 
 #endif
 
 typedef float (*update_dot_fn)(float *, const float *, float, float, const float *, const float *, uint32_t);
+typedef float (*decay_dot_fn)(float *, float, float, const float *, const float *, uint32_t);
 
-static update_dot_fn pick_update_dot(void)
+static update_dot_fn update_dot_impl;
+static decay_dot_fn decay_dot_impl;
+
+static void pick_impls(void)
 {
+	update_dot_fn u = update_dot_scalar;
+	decay_dot_fn d = decay_dot_scalar;
 #if defined(__x86_64__)
 	/* HYD_SIMD=scalar caps every kernel at the reference path (tests, benchmarks) */
 	const char *cap = getenv("HYD_SIMD");
 	__builtin_cpu_init();
-	if ((!cap || strcmp(cap, "scalar")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-		return update_dot_avx2;
+	if ((!cap || strcmp(cap, "scalar")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+		u = update_dot_avx2;
+		d = decay_dot_avx2;
+	}
 #endif
-	return update_dot_scalar;
+	__atomic_store_n(&decay_dot_impl, d, __ATOMIC_RELAXED);
+	__atomic_store_n(&update_dot_impl, u, __ATOMIC_RELEASE);
 }
 
 float hyd__ssm_update_dot(float *h, const float *a, float dt, float bx, const float *bv, const float *c,
 			  uint32_t d_state)
 {
-	static update_dot_fn impl;
-	update_dot_fn f = __atomic_load_n(&impl, __ATOMIC_RELAXED);
+	update_dot_fn f = __atomic_load_n(&update_dot_impl, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(!f, 0)) {
-		f = pick_update_dot();
-		__atomic_store_n(&impl, f, __ATOMIC_RELAXED);
+		pick_impls();
+		f = update_dot_impl;
 	}
 	return f(h, a, dt, bx, bv, c, d_state);
+}
+
+float hyd__ssm_decay_dot(float *s, float da, float bx, const float *bv, const float *c, uint32_t d_state)
+{
+	if (__builtin_expect(!__atomic_load_n(&update_dot_impl, __ATOMIC_ACQUIRE), 0))
+		pick_impls();
+	return __atomic_load_n(&decay_dot_impl, __ATOMIC_RELAXED)(s, da, bx, bv, c, d_state);
 }

@@ -1,0 +1,198 @@
+/* Prefill and decode speed of a model, like llama-bench's pp/tg tests:
+ *
+ *   bench/bench_model -m FILE[,FILE...] [-t 1,2] [-p 512] [-n 128] [-r 3] [--bw 33,60]
+ *
+ * pp: a fresh session is fed -p tokens as one chunk; tg: a fresh session is fed -n tokens one
+ * at a time.  Each is run once to warm up, then -r times; the table shows the median tokens/s
+ * (and the range).  Decode streams every weight once per token, so with the machine's read
+ * bandwidth for each thread count (--bw, GB/s, from bench/bandwidth) it also prints the bound
+ * bandwidth / weight bytes per token and the percentage of it reached.
+ *
+ * Plugins come from $HYD_PLUGIN_PATH (in a build tree: plugins/.libs). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/bench_util.h"
+#include "daemon/local_seq.h"
+#include "daemon/model.h"
+#include "engine/alloc.h"
+#include "engine/types.h"
+
+#define MAX_LIST 16
+#define MAX_REPEATS 99
+
+struct result {
+	double med, lo, hi;
+};
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint32_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state >> 11);
+}
+
+/* One measurement: tokens/s of feeding n tokens to a fresh session in chunks of `chunk`. */
+static int run_once(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_t chunk, float *logits,
+		    double *ret_tps)
+{
+	struct hyd_local_seq *s;
+	int r = hyd_local_seq_new(m, &s);
+	if (r)
+		return r;
+	/* allocate the pages up front: what is timed is compute, not page faults of the KV cache */
+	if ((r = hyd_local_seq_reserve(s, n)))
+		goto out;
+	const double t0 = hyd__bench_now();
+	for (uint32_t i = 0; i < n && !r; i += chunk)
+		r = hyd_local_seq_feed(m, s, toks + i, n - i < chunk ? n - i : chunk, logits, false);
+	const double dt = hyd__bench_now() - t0;
+	if (!r)
+		*ret_tps = (double)n / dt;
+out:
+	hyd_local_seq_free(s);
+	return r;
+}
+
+static int measure(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_t chunk, float *logits,
+		   int repeats, struct result *ret)
+{
+	double v[MAX_REPEATS], tps;
+	int r = run_once(m, toks, n, chunk, logits, &tps); /* warm-up: page in the weights, grow buffers */
+	for (int i = 0; i < repeats && !r; i++)
+		if (!(r = run_once(m, toks, n, chunk, logits, &tps)))
+			v[i] = tps;
+	if (r)
+		return r;
+	ret->med = hyd__bench_median(v, repeats);
+	ret->lo = v[0];
+	ret->hi = v[repeats - 1];
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: bench_model -m FILE[,FILE...] [-t THREADS,... (1,2)] [-p PROMPT_TOKENS (512)]\n"
+			"                   [-n DECODE_TOKENS (128)] [-r REPEATS (3)] [--bw GBPS,... (one per thread count)]\n");
+}
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	return s ? s + 1 : p;
+}
+
+static int bench_file(const char *path, const double *threads, int n_threads, const double *bw, int n_bw,
+		      uint32_t pp, uint32_t tg, int repeats)
+{
+	for (int k = 0; k < n_threads; k++) {
+		char err[512];
+		struct hyd_model *m;
+		const struct hyd_model_opts opts = {
+			.n_threads = (uint32_t)threads[k],
+			.max_ctx = (pp > tg ? pp : tg) + 64,
+			.max_chunk = pp ? pp : 1,
+		};
+		int r = hyd_model_load(path, &opts, &m, err, sizeof(err));
+		if (r) {
+			fprintf(stderr, "bench_model: %s\n", err);
+			return r;
+		}
+		const uint32_t n_vocab = hyd_model_n_vocab(m);
+		const uint32_t n = pp > tg ? pp : tg;
+		int32_t *toks = hyd_malloc(n * sizeof(*toks));
+		float *logits = hyd_malloc((size_t)n_vocab * sizeof(float));
+		if (!toks || !logits) {
+			hyd_free(toks);
+			hyd_free(logits);
+			hyd_model_free(m);
+			return -ENOMEM;
+		}
+		/* random tokens from the low part of the vocabulary (real text's ids) */
+		for (uint32_t i = 0; i < n; i++)
+			toks[i] = (int32_t)(rnd() % (n_vocab < 32000 ? n_vocab : 32000));
+		const uint64_t wbytes = hyd__bench_weight_bytes(m);
+		struct result rp = { 0 }, rt = { 0 };
+		if (pp && (r = measure(m, toks, pp, pp, logits, repeats, &rp)))
+			fprintf(stderr, "bench_model: %s: prefill failed: %s\n", path, strerror(-r));
+		if (!r && tg && (r = measure(m, toks, tg, 1, logits, repeats, &rt)))
+			fprintf(stderr, "bench_model: %s: decode failed: %s\n", path, strerror(-r));
+		if (!r) {
+			printf("| %s | %s | %u | %.0f (%.0f..%.0f) | %.1f (%.1f..%.1f) | %.1f |", base_name(path),
+			       hyd_model_arch(m), (unsigned)threads[k], rp.med, rp.lo, rp.hi, rt.med, rt.lo, rt.hi,
+			       (double)wbytes / 1e6);
+			if (k < n_bw) {
+				const double bound = bw[k] * 1e9 / (double)wbytes;
+				printf(" %.1f | %.0f %% |", bound, 100.0 * rt.med / bound);
+			} else {
+				printf(" - | - |");
+			}
+			printf("\n");
+			fflush(stdout);
+		}
+		hyd_free(toks);
+		hyd_free(logits);
+		hyd_model_free(m);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *models = NULL;
+	double threads[MAX_LIST] = { 1, 2 }, bw[MAX_LIST];
+	int n_threads = 2, n_bw = 0, repeats = 3;
+	long pp = 512, tg = 128;
+	for (int i = 1; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v) {
+			usage();
+			return 2;
+		}
+		if (!strcmp(argv[i], "-m"))
+			models = v;
+		else if (!strcmp(argv[i], "-t"))
+			n_threads = hyd__bench_parse_list(v, threads, MAX_LIST);
+		else if (!strcmp(argv[i], "--bw"))
+			n_bw = hyd__bench_parse_list(v, bw, MAX_LIST);
+		else if (!strcmp(argv[i], "-p"))
+			pp = strtol(v, NULL, 10);
+		else if (!strcmp(argv[i], "-n"))
+			tg = strtol(v, NULL, 10);
+		else if (!strcmp(argv[i], "-r"))
+			repeats = (int)strtol(v, NULL, 10);
+		else {
+			usage();
+			return 2;
+		}
+		i++;
+	}
+	if (!models || n_threads < 0 || n_bw < 0 || pp < 0 || tg < 0 || pp + tg == 0 || pp > 65536 || tg > 65536 ||
+	    repeats < 1 || repeats > MAX_REPEATS) {
+		usage();
+		return 2;
+	}
+	printf("simd %s; pp%ld = one chunk of %ld tokens, tg%ld = %ld tokens one at a time; tokens/s, median of %d (min..max)\n",
+	       hyd_simd_level(), pp, pp, tg, tg, repeats);
+	printf("| model | arch | threads | pp%ld t/s | tg%ld t/s | weight MB read/token | decode bound t/s | %% of bound |\n",
+	       pp, tg);
+	printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+	int failed = 0;
+	char *list = hyd_strdup(models);
+	if (!list)
+		return 1;
+	for (char *save = NULL, *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save))
+		if (bench_file(f, threads, n_threads, bw, n_bw, (uint32_t)pp, (uint32_t)tg, repeats))
+			failed++;
+	hyd_free(list);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,60 @@
+/* Helpers shared by the benchmark programs (see bench_util.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench/bench_util.h"
+#include "daemon/gguf.h"
+#include "daemon/model.h"
+#include "engine/types.h"
+
+double hyd__bench_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int hyd__bench_parse_list(const char *s, double *out, int max)
+{
+	int n = 0;
+	while (*s) {
+		char *e;
+		const double v = strtod(s, &e);
+		if (e == s || v <= 0 || n == max || (*e && *e != ','))
+			return -EINVAL;
+		out[n++] = v;
+		s = *e ? e + 1 : e;
+	}
+	return n ? n : -EINVAL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	const double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+double hyd__bench_median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+uint64_t hyd__bench_weight_bytes(const struct hyd_model *m)
+{
+	const struct hyd_gguf *g = hyd_model_gguf(m);
+	const bool tied = !hyd_gguf_find_tensor(g, "output.weight");
+	uint64_t total = 0;
+	for (uint64_t i = 0; i < hyd_gguf_n_tensors(g); i++) {
+		const struct hyd_tensor *t = hyd_gguf_tensor(g, i);
+		if (!tied && !strcmp(t->name, "token_embd.weight"))
+			total += (uint64_t)hyd_row_size(t->type, t->ne[0]);
+		else
+			total += t->nbytes;
+	}
+	return total;
+}
