@@ -28,6 +28,7 @@ struct hyd_ffn_plan {
 	const struct hyd_tensor *gate_inp;          /* router: {n_embd, n_expert} */
 	const struct hyd_tensor *gate_exps, *up_exps, *down_exps;
 	uint32_t n_expert, n_expert_used;
+	bool norm_topk; /* renormalise the chosen experts' weights to sum to 1 (granite), or not (jamba) */
 	/* shared expert (granite): dense SwiGLU added to the routed output, NULL if absent */
 	const struct hyd_tensor *gate_shexp, *up_shexp, *down_shexp;
 };

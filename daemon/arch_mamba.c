@@ -211,6 +211,7 @@ int hyd__arch_plan_granitehybrid(const struct hyd_arch_ctx *c, struct hyd_model_
 		}
 		if (r || (r = hybrid_ffn(c, i, p->n_embd, true, l)))
 			return r;
+		l->ffn.norm_topk = true; /* Granite MoE: softmax over the chosen experts' logits */
 	}
 	return 0;
 }

@@ -438,3 +438,83 @@ out:
 	hyd_free(b.p);
 	return r;
 }
+
+/* Scalars go through the reader's range-checked getters; arrays are copied as packed data. */
+int hyd_gguf_writer_copy_kv(struct hyd_gguf_writer *w, const struct hyd_gguf *g, uint64_t i)
+{
+	struct hyd_str k;
+	uint32_t type;
+	int r = hyd_gguf_kv_key(g, i, &k);
+	if (r)
+		return r;
+	char *key = hyd_strndup(k.p, (size_t)k.n);
+	if (!key)
+		return -ENOMEM;
+	if ((r = hyd_gguf_kv_type(g, key, &type)))
+		goto out;
+	uint64_t u;
+	int32_t s32;
+	float f;
+	bool b;
+	struct hyd_str str;
+	struct hyd_gguf_arr a;
+	switch (type) {
+	case HYD_GGUF_U8: case HYD_GGUF_U16: case HYD_GGUF_U32: case HYD_GGUF_U64: case HYD_GGUF_I64:
+		if (!(r = hyd_gguf_get_u64(g, key, &u)))
+			r = type == HYD_GGUF_U8    ? hyd_gguf_writer_add_u8(w, key, (uint8_t)u)
+			    : type == HYD_GGUF_U16 ? hyd_gguf_writer_add_u16(w, key, (uint16_t)u)
+			    : type == HYD_GGUF_U32 ? hyd_gguf_writer_add_u32(w, key, (uint32_t)u)
+			    : type == HYD_GGUF_U64 ? hyd_gguf_writer_add_u64(w, key, u)
+						   : hyd_gguf_writer_add_i64(w, key, (int64_t)u);
+		else if (type == HYD_GGUF_I64)
+			r = -ENOTSUP;
+		break;
+	case HYD_GGUF_I8: case HYD_GGUF_I16: case HYD_GGUF_I32:
+		if (!(r = hyd_gguf_get_i32(g, key, &s32)))
+			r = type == HYD_GGUF_I8	   ? hyd_gguf_writer_add_i8(w, key, (int8_t)s32)
+			    : type == HYD_GGUF_I16 ? hyd_gguf_writer_add_i16(w, key, (int16_t)s32)
+						   : hyd_gguf_writer_add_i32(w, key, s32);
+		break;
+	case HYD_GGUF_F32: case HYD_GGUF_F64:
+		if (!(r = hyd_gguf_get_f32(g, key, &f)))
+			r = type == HYD_GGUF_F32 ? hyd_gguf_writer_add_f32(w, key, f) : hyd_gguf_writer_add_f64(w, key, f);
+		break;
+	case HYD_GGUF_BOOL:
+		if (!(r = hyd_gguf_get_bool(g, key, &b)))
+			r = hyd_gguf_writer_add_bool(w, key, b);
+		break;
+	case HYD_GGUF_STRING:
+		if (!(r = hyd_gguf_get_str(g, key, &str)))
+			r = hyd_gguf_writer_add_strn(w, key, str.p, str.n);
+		break;
+	case HYD_GGUF_ARRAY:
+		if ((r = hyd_gguf_get_arr(g, key, &a)))
+			break;
+		if (a.elem_type != HYD_GGUF_STRING) {
+			r = hyd_gguf_writer_add_arr(w, key, a.elem_type, a.data, a.n);
+			break;
+		}
+		{
+			char **strs = hyd_calloc(a.n ? a.n : 1, sizeof(char *));
+			if (!strs) {
+				r = -ENOMEM;
+				break;
+			}
+			for (uint64_t j = 0; j < a.n && !r; j++) {
+				if (!(r = hyd_gguf_arr_str(&a, j, &str)) && !(strs[j] = hyd_strndup(str.p, (size_t)str.n)))
+					r = -ENOMEM;
+			}
+			if (!r)
+				r = hyd_gguf_writer_add_arr_str(w, key, (const char *const *)strs, a.n);
+			for (uint64_t j = 0; j < a.n; j++)
+				hyd_free(strs[j]);
+			hyd_free(strs);
+		}
+		break;
+	default:
+		r = -ENOTSUP;
+	}
+out:
+	hyd_free(key);
+	return r;
+}

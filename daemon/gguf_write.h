@@ -58,6 +58,12 @@ int hyd_gguf_writer_add_tensor_ref(struct hyd_gguf_writer *w, const char *name, 
 				   uint32_t n_dims, const int64_t *ne, const void *data,
 				   uint64_t nbytes);
 
+struct hyd_gguf;
+/* Copies key/value i of a file being read (daemon/gguf.h) into w, with its type.  Used to
+ * derive files from existing ones (tests, the benchmark model generator).  -ENOTSUP for an
+ * I64 value below zero (no exact getter), -ENOMEM. */
+int hyd_gguf_writer_copy_kv(struct hyd_gguf_writer *w, const struct hyd_gguf *g, uint64_t i);
+
 /* The whole file in a new buffer (free with hyd_free()). */
 int hyd_gguf_writer_write_mem(const struct hyd_gguf_writer *w, void **ret_buf, size_t *ret_len);
 /* Writes path atomically: a temporary file in the same directory, then rename(). */

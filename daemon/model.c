@@ -41,6 +41,8 @@ struct hyd_model {
 	/* work buffers, grown to the largest batch seen */
 	uint32_t cap_rows;
 	float *x, *xn, *y, *fa, *fb;
+	float *router, *moe_out; /* MoE: router probabilities [rows][n_expert], one expert's output */
+	uint32_t max_expert;
 	void *scratch;
 	uint64_t scratch_bytes;
 	struct hyd_mixer_seq *mseqs;
@@ -145,12 +147,17 @@ static int grow_buffers(struct hyd_model *m, uint32_t rows, uint32_t n_seqs)
 	float *fa = hyd_aligned_alloc(64, (uint64_t)rows * (m->max_ff ? m->max_ff : 1) * 4);
 	float *fb = hyd_aligned_alloc(64, (uint64_t)rows * (m->max_ff ? m->max_ff : 1) * 4);
 	void *sc = hyd_aligned_alloc(64, scratch ? scratch : 64);
-	if (!x || !xn || !y || !fa || !fb || !sc) {
+	float *router = hyd_aligned_alloc(64, (uint64_t)rows * (m->max_expert ? m->max_expert : 1) * 4);
+	float *moe_out = hyd_aligned_alloc(64, (uint64_t)m->plan.n_embd * 4);
+	if (!x || !xn || !y || !fa || !fb || !sc || !router || !moe_out) {
 		hyd_free(x), hyd_free(xn), hyd_free(y), hyd_free(fa), hyd_free(fb), hyd_free(sc);
+		hyd_free(router), hyd_free(moe_out);
 		return -ENOMEM;
 	}
 	hyd_free(m->x), hyd_free(m->xn), hyd_free(m->y), hyd_free(m->fa), hyd_free(m->fb), hyd_free(m->scratch);
+	hyd_free(m->router), hyd_free(m->moe_out);
 	m->x = x, m->xn = xn, m->y = y, m->fa = fa, m->fb = fb, m->scratch = sc;
+	m->router = router, m->moe_out = moe_out;
 	m->scratch_bytes = scratch;
 	m->cap_rows = rows;
 	return 0;
@@ -218,11 +225,17 @@ int hyd_model_load(const char *path, const struct hyd_model_opts *opts, struct h
 		}
 		if (lp->ffn.n_ff > m->max_ff)
 			m->max_ff = lp->ffn.n_ff;
+		if (lp->ffn.gate_shexp && lp->ffn.gate_shexp->ne[1] > m->max_ff)
+			m->max_ff = (uint32_t)lp->ffn.gate_shexp->ne[1];
 		if (lp->ffn.kind == HYD_FFN_MOE) {
-			r = -ENOTSUP;
-			snprintf(err, errlen, "%s: layer %u uses mixture-of-experts FFN, which hyd does not run yet", path,
-				 i);
-			goto fail;
+			if (lp->ffn.n_expert_used > 64 || lp->ffn.n_expert > 4096) {
+				r = -ENOTSUP;
+				snprintf(err, errlen, "%s: layer %u routes %u of %u experts; hyd supports up to 64 of 4096",
+					 path, i, lp->ffn.n_expert_used, lp->ffn.n_expert);
+				goto fail;
+			}
+			if (lp->ffn.n_expert > m->max_expert)
+				m->max_expert = lp->ffn.n_expert;
 		}
 	}
 	fingerprint(m);
@@ -250,6 +263,7 @@ void hyd_model_free(struct hyd_model *m)
 	hyd_arch_plan_free(&m->plan);
 	hyd_gguf_close(m->g);
 	hyd_free(m->x), hyd_free(m->xn), hyd_free(m->y), hyd_free(m->fa), hyd_free(m->fb), hyd_free(m->scratch);
+	hyd_free(m->router), hyd_free(m->moe_out);
 	hyd_free(m->mseqs);
 	hyd_free(m);
 }
@@ -313,6 +327,81 @@ static int run_ffn(struct hyd_model *m, const struct hyd_ffn_plan *f, uint32_t r
 	for (uint64_t i = 0; i < n; i++)
 		m->fa[i] *= m->fb[i];
 	return hyd_matmul(par, f->down, m->fa, n_ff, m->y, n_embd, rows);
+}
+
+/* Expert e of a stacked expert tensor {n_in, n_out, n_expert} as a plain matrix view. */
+static struct hyd_tensor expert_view(const struct hyd_tensor *t, uint32_t e)
+{
+	struct hyd_tensor v = *t;
+	const uint64_t bytes = (uint64_t)hyd_row_size(t->type, t->ne[0]) * (uint64_t)t->ne[1];
+	v.ne[2] = 1;
+	v.n_dims = 2;
+	v.data = (const char *)t->data + (uint64_t)e * bytes;
+	v.nbytes = bytes;
+	return v;
+}
+
+/* y = down(silu(gate x) * up x) for one row, into out (n_embd). */
+static int swiglu_row(struct hyd_model *m, const struct hyd_tensor *gate, const struct hyd_tensor *up,
+		      const struct hyd_tensor *down, const float *x, float *out)
+{
+	const struct hyd_parallel *par = hyd_pool_parallel(m->pool);
+	const int64_t n_ff = gate->ne[1], n_embd = m->plan.n_embd;
+	int r;
+	if ((r = hyd_matmul(par, gate, x, n_embd, m->fa, n_ff, 1)) || (r = hyd_matmul(par, up, x, n_embd, m->fb, n_ff, 1)))
+		return r;
+	hyd_silu(m->fa, n_ff);
+	for (int64_t i = 0; i < n_ff; i++)
+		m->fa[i] *= m->fb[i];
+	return hyd_matmul(par, down, m->fa, n_ff, out, n_embd, 1);
+}
+
+/* Routed experts: softmax over the router's logits, the n_expert_used most likely experts
+ * (weights renormalised to 1 where the architecture does), SwiGLU per expert, weighted sum;
+ * plus the shared expert when there is one.  Row by row: MoE models route every token
+ * differently, and the experts' weights are read once per token either way. */
+static int run_moe(struct hyd_model *m, const struct hyd_ffn_plan *f, uint32_t rows)
+{
+	const struct hyd_parallel *par = hyd_pool_parallel(m->pool);
+	const uint32_t n_embd = m->plan.n_embd, ne = f->n_expert, k = f->n_expert_used;
+	int r = hyd_matmul(par, f->gate_inp, m->xn, n_embd, m->router, ne, rows);
+	if (r)
+		return r;
+	memset(m->y, 0, (uint64_t)rows * n_embd * sizeof(float));
+	for (uint32_t row = 0; row < rows; row++) {
+		float *p = m->router + (uint64_t)row * ne;
+		const float *x = m->xn + (uint64_t)row * n_embd;
+		float *y = m->y + (uint64_t)row * n_embd;
+		hyd_softmax(p, ne);
+		uint32_t chosen[64];
+		float w[64], wsum = 0;
+		for (uint32_t j = 0; j < k; j++) {
+			uint32_t best = UINT32_MAX;
+			for (uint32_t e = 0; e < ne; e++) {
+				bool taken = false;
+				for (uint32_t q = 0; q < j; q++)
+					taken |= chosen[q] == e;
+				if (!taken && (best == UINT32_MAX || p[e] > p[best]))
+					best = e;
+			}
+			chosen[j] = best;
+			w[j] = p[best];
+			wsum += w[j];
+		}
+		for (uint32_t j = 0; j < k; j++) {
+			const struct hyd_tensor g = expert_view(f->gate_exps, chosen[j]), u = expert_view(f->up_exps, chosen[j]),
+						d = expert_view(f->down_exps, chosen[j]);
+			if ((r = swiglu_row(m, &g, &u, &d, x, m->moe_out)))
+				return r;
+			hyd_axpy_f32(y, f->norm_topk ? w[j] / wsum : w[j], m->moe_out, n_embd);
+		}
+		if (f->gate_shexp) {
+			if ((r = swiglu_row(m, f->gate_shexp, f->up_shexp, f->down_shexp, x, m->moe_out)))
+				return r;
+			hyd_axpy_f32(y, 1.0f, m->moe_out, n_embd);
+		}
+	}
+	return 0;
 }
 
 static void add_residual(float *x, const float *y, uint64_t n, float scale)
@@ -399,7 +488,8 @@ int hyd_model_step(struct hyd_model *m, struct hyd_seq_view *const *seqs, const 
 		if (lp->ffn.kind == HYD_FFN_NONE)
 			continue;
 		norm_rows(m->xn, m->x, lp->ffn_norm, rows, n_embd, p->norm_eps);
-		if ((r = run_ffn(m, &lp->ffn, rows)))
+		r = lp->ffn.kind == HYD_FFN_MOE ? run_moe(m, &lp->ffn, rows) : run_ffn(m, &lp->ffn, rows);
+		if (r)
 			return r;
 		if (lp->ffn_post_norm)
 			norm_rows(m->y, m->y, lp->ffn_post_norm, rows, n_embd, p->norm_eps);
