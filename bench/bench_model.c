@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench/bench_util.h"
 #include "daemon/local_seq.h"
@@ -27,6 +28,7 @@
 
 struct result {
 	double med, lo, hi;
+	double cpu; /* median process CPU time / wall time: below 100 % per thread, other load took the cores */
 };
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
@@ -40,8 +42,15 @@ static uint32_t rnd(void)
 }
 
 /* One measurement: tokens/s of feeding n tokens to a fresh session in chunks of `chunk`. */
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int run_once(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_t chunk, float *logits,
-		    double *ret_tps)
+		    double *ret_tps, double *ret_cpu)
 {
 	struct hyd_local_seq *s;
 	int r = hyd_local_seq_new(m, &s);
@@ -50,12 +59,14 @@ static int run_once(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32
 	/* allocate the pages up front: what is timed is compute, not page faults of the KV cache */
 	if ((r = hyd_local_seq_reserve(s, n)))
 		goto out;
-	const double t0 = hyd__bench_now();
+	const double t0 = hyd__bench_now(), c0 = cpu_now();
 	for (uint32_t i = 0; i < n && !r; i += chunk)
 		r = hyd_local_seq_feed(m, s, toks + i, n - i < chunk ? n - i : chunk, logits, false);
-	const double dt = hyd__bench_now() - t0;
-	if (!r)
+	const double dt = hyd__bench_now() - t0, dc = cpu_now() - c0;
+	if (!r) {
 		*ret_tps = (double)n / dt;
+		*ret_cpu = dc / dt;
+	}
 out:
 	hyd_local_seq_free(s);
 	return r;
@@ -64,13 +75,16 @@ out:
 static int measure(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_t chunk, float *logits,
 		   int repeats, struct result *ret)
 {
-	double v[MAX_REPEATS], tps;
-	int r = run_once(m, toks, n, chunk, logits, &tps); /* warm-up: page in the weights, grow buffers */
+	double v[MAX_REPEATS], c[MAX_REPEATS], tps, cpu;
+	int r = run_once(m, toks, n, chunk, logits, &tps, &cpu); /* warm-up: page in the weights, grow buffers */
 	for (int i = 0; i < repeats && !r; i++)
-		if (!(r = run_once(m, toks, n, chunk, logits, &tps)))
+		if (!(r = run_once(m, toks, n, chunk, logits, &tps, &cpu))) {
 			v[i] = tps;
+			c[i] = cpu;
+		}
 	if (r)
 		return r;
+	ret->cpu = hyd__bench_median(c, repeats);
 	ret->med = hyd__bench_median(v, repeats);
 	ret->lo = v[0];
 	ret->hi = v[repeats - 1];
@@ -125,9 +139,9 @@ static int bench_file(const char *path, const double *threads, int n_threads, co
 		if (!r && tg && (r = measure(m, toks, tg, 1, logits, repeats, &rt)))
 			fprintf(stderr, "bench_model: %s: decode failed: %s\n", path, strerror(-r));
 		if (!r) {
-			printf("| %s | %s | %u | %.0f (%.0f..%.0f) | %.1f (%.1f..%.1f) | %.1f |", base_name(path),
-			       hyd_model_arch(m), (unsigned)threads[k], rp.med, rp.lo, rp.hi, rt.med, rt.lo, rt.hi,
-			       (double)wbytes / 1e6);
+			printf("| %s | %s | %u | %.0f (%.0f..%.0f) | %.0f %% | %.1f (%.1f..%.1f) | %.0f %% | %.1f |",
+			       base_name(path), hyd_model_arch(m), (unsigned)threads[k], rp.med, rp.lo, rp.hi,
+			       100 * rp.cpu, rt.med, rt.lo, rt.hi, 100 * rt.cpu, (double)wbytes / 1e6);
 			if (k < n_bw) {
 				const double bound = bw[k] * 1e9 / (double)wbytes;
 				printf(" %.1f | %.0f %% |", bound, 100.0 * rt.med / bound);
@@ -183,9 +197,10 @@ int main(int argc, char **argv)
 	}
 	printf("simd %s; pp%ld = one chunk of %ld tokens, tg%ld = %ld tokens one at a time; tokens/s, median of %d (min..max)\n",
 	       hyd_simd_level(), pp, pp, tg, tg, repeats);
-	printf("| model | arch | threads | pp%ld t/s | tg%ld t/s | weight MB read/token | decode bound t/s | %% of bound |\n",
+	printf("CPU = process CPU time / wall time (100 %% per thread when nothing else competes for the cores)\n");
+	printf("| model | arch | threads | pp%ld t/s | pp CPU | tg%ld t/s | tg CPU | weight MB read/token | decode bound t/s | tg %% of bound |\n",
 	       pp, tg);
-	printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+	printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 	int failed = 0;
 	char *list = hyd_strdup(models);
 	if (!list)

@@ -2,13 +2,14 @@
  * daemon sizes sessions with (each layer's plugin's state_layout via
  * hyd_model_layer_layout_for), so the table is what a session really costs.
  *
- *   bench/memory_table [-c 1024,8192,32768,131072] FILE...
+ *   bench/memory_table [-b] [-c 1024,8192,32768,131072] FILE...
  *
  * One row per (model, layer kind): the layers of that kind, the bytes of one such layer and of
  * all of them at each context length, and whether the kind is constant or grows. */
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +27,17 @@ struct kind_row {
 	uint64_t layer_bytes[MAX_CTX]; /* the first layer of the kind */
 };
 
+static bool exact; /* -b: bytes instead of KiB/MiB */
+
 static void human(uint64_t b, char *buf, size_t n)
 {
-	if (b >= 10ull << 20)
+	if (exact)
+		snprintf(buf, n, "%llu", (unsigned long long)b);
+	else if (b >= 1ull << 30)
+		snprintf(buf, n, "%.2f GiB", (double)b / (1 << 30));
+	else if (b >= 1ull << 20)
 		snprintf(buf, n, "%.1f MiB", (double)b / (1 << 20));
-	else if (b >= 10ull << 10)
+	else if (b >= 1ull << 10)
 		snprintf(buf, n, "%.1f KiB", (double)b / 1024);
 	else
 		snprintf(buf, n, "%llu B", (unsigned long long)b);
@@ -115,16 +122,23 @@ static int table_for(const char *path, const double *ctx, int n_ctx)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: memory_table [-c CTX,... (1024,8192,32768,131072)] FILE...\n");
+	fprintf(stderr, "usage: memory_table [-b] [-c CTX,... (1024,8192,32768,131072)] FILE...\n  -b: exact bytes\n");
 }
 
 int main(int argc, char **argv)
 {
 	double ctx[MAX_CTX] = { 1024, 8192, 32768, 131072 };
 	int n_ctx = 4, first = 1;
-	if (argc > 2 && !strcmp(argv[1], "-c")) {
-		n_ctx = hyd__bench_parse_list(argv[2], ctx, MAX_CTX);
-		first = 3;
+	for (;;) {
+		if (argc > first + 1 && !strcmp(argv[first], "-c")) {
+			n_ctx = hyd__bench_parse_list(argv[first + 1], ctx, MAX_CTX);
+			first += 2;
+		} else if (argc > first && !strcmp(argv[first], "-b")) {
+			exact = true;
+			first++;
+		} else {
+			break;
+		}
 	}
 	if (n_ctx < 0 || first >= argc) {
 		usage();

@@ -2,7 +2,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "client/cli.h"
+#include "daemon/default_model.h"
 #include "engine/alloc.h"
 
 _Noreturn void hyd_cli_usage_error(const char *fmt, ...)
@@ -80,17 +80,5 @@ int hyd_cli_read_all(int fd, char **ret_buf, size_t *ret_len)
 
 const char *hyd_cli_default_model(void)
 {
-	static char path[PATH_MAX];
-	const char *env = getenv("HYD_DEFAULT_MODEL");
-	if (env && *env)
-		return env;
-	/* installed copy first, then the source tree's (running from a build directory) */
-	const char *candidates[] = { HYD_DATA_DIR "/models/" HYD_DEFAULT_MODEL_FILE, HYD_SRCDIR_MODELS "/" HYD_DEFAULT_MODEL_FILE };
-	for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
-		if (access(candidates[i], R_OK) == 0) {
-			snprintf(path, sizeof(path), "%s", candidates[i]);
-			return path;
-		}
-	}
-	return NULL;
+	return hyd_default_model();
 }

@@ -108,8 +108,9 @@ static int connect_or_explain(const char *sock, struct hyd_conn **ret)
 static int fail(struct hyd_conn *c, int err, const char *what, const char *arg)
 {
 	const char *msg = hyd_last_error(c);
-	fprintf(stderr, "hyd: %s%s%s%s: %s%s%s\n", what, arg ? " '" : "", arg ? arg : "", arg ? "'" : "",
-		hyd_strerror(err), *msg ? ": " : "", msg);
+	/* the daemon's message says more than the errno's text */
+	fprintf(stderr, "hyd: %s%s%s%s: %s\n", what, arg ? " '" : "", arg ? arg : "", arg ? "'" : "",
+		*msg ? msg : hyd_strerror(err));
 	if (err == -ECONNRESET) {
 		fputs("hyd: the daemon went away\n", stderr);
 		return HYD_EXIT_NODAEMON;
@@ -206,7 +207,7 @@ int hyd_cmd_complete(int argc, char **argv)
 	uint32_t n_stop = 0;
 	bool verbose = false;
 	int ch;
-	optind = 1;
+	optind = 0; /* 0, not 1: glibc then forgets the previous parse (hyd -S PATH status) */
 	/* '+': stop at the first word, which may be a subcommand after global options */
 	while ((ch = getopt_long(argc, argv, "+s:p:n:S:m:vh", longs, NULL)) != -1) {
 		switch (ch) {
@@ -406,7 +407,7 @@ int hyd_cmd_session(int argc, char **argv)
 	uint32_t ctx = 0;
 	int ch;
 	/* argv[0] is "session"; options may come anywhere (GNU permutation) */
-	optind = 1;
+	optind = 0;
 	while ((ch = getopt_long(argc, argv, "S:c:h", longs, NULL)) != -1) {
 		switch (ch) {
 		case 'S': global_socket = optarg; break;
@@ -504,7 +505,7 @@ int hyd_cmd_status(int argc, char **argv)
 		{ 0 },
 	};
 	int ch;
-	optind = 1;
+	optind = 0;
 	while ((ch = getopt_long(argc, argv, "S:h", longs, NULL)) != -1) {
 		switch (ch) {
 		case 'S': global_socket = optarg; break;

@@ -349,7 +349,6 @@ static int do_fork(struct hydd *d, struct hyd_conn *c, const struct hyd_request 
 		FAIL(-EEXIST, "a session named '%s' exists", m.name);
 	if (hyd__sched_n_sessions(d->sc) >= d->max_sessions)
 		FAIL(-ENOSPC, "too many sessions (--max-sessions %u)", d->max_sessions);
-	char err[256];
 	struct hyd_session_usage u;
 	hyd_session_usage(e->s, &u);
 	if (d->cfg->memory_limit) {
@@ -361,12 +360,12 @@ static int do_fork(struct hydd *d, struct hyd_conn *c, const struct hyd_request 
 			     (unsigned long long)d->cfg->memory_limit);
 	}
 	struct hyd_session *s;
-	int r = hyd_session_fork(d->store, e->s, uid, m.name[0] ? m.name : NULL, &s);
+	/* names are unique per uid: a fork without a name is unnamed, not a second "trunk" */
+	int r = hyd_session_fork(d->store, e->s, uid, m.name, &s);
 	if (r < 0)
 		FAIL(r, "cannot fork the session: %s", strerror(-r));
 	if ((r = register_new(d, s, &ne)) < 0)
 		FAIL(r, "cannot register the session: %s", strerror(-r));
-	(void)err;
 	send_info(c, req->id, ne);
 	return 0;
 }
@@ -403,8 +402,9 @@ static int snapshot_path(struct hydd *d, struct hyd_conn *c, const char *p, uint
 		return -ENAMETOOLONG;
 	}
 	if (mkdir(out, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create %.256s: %s", out, strerror(errno));
-		return -errno;
+		int e = errno;
+		snprintf(err, errlen, "cannot create %.256s: %s", out, strerror(e));
+		return -e;
 	}
 	n = snprintf(out, cap, "%s/snapshots/%u", d->state_dir, (unsigned)uid);
 	if (n < 0 || (size_t)n >= cap) {
@@ -412,8 +412,9 @@ static int snapshot_path(struct hydd *d, struct hyd_conn *c, const char *p, uint
 		return -ENAMETOOLONG;
 	}
 	if (mkdir(out, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create %.256s: %s", out, strerror(errno));
-		return -errno;
+		int e = errno;
+		snprintf(err, errlen, "cannot create %.256s: %s", out, strerror(e));
+		return -e;
 	}
 	n = snprintf(out, cap, "%s/snapshots/%u/%.*s", d->state_dir, (unsigned)uid, (int)len, p);
 	if (n < 0 || (size_t)n >= cap) {

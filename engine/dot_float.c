@@ -1,7 +1,12 @@
-/* F32, F16 and BF16 weights: conversions and dot products against f32 activations.
+/* F32, F16 and BF16 weights: conversions and dot products.
+ * F32 and BF16 weights are dotted against f32 activations.  F16 weights follow ggml's CPU
+ * backend bit for bit, so that greedy decoding makes llama.cpp's choices on near-ties: the
+ * activations are rounded to f16 (vec_dot_type F16) and the products summed in f32 in the
+ * order of ggml_vec_dot_f16 (one activation row) or of llamafile's tinyBLAS (two or more).
  * The AVX2 versions are compiled with target attributes and chosen at run time. */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "engine/types_internal.h"
@@ -59,14 +64,50 @@ static float f32_dot_ref(int64_t n, const void *w, const void *x)
 	return (float)s;
 }
 
-static float f16_dot_ref(int64_t n, const void *w, const void *x)
+/* The sum of 16 lanes as _mm512_reduce_add_ps forms it: halves added lane-wise, then again
+ * and again, then the last two. */
+static float reduce16(const float *l)
 {
-	const uint16_t *a = w;
-	const float *b = x;
-	double s = 0;
-	for (int64_t i = 0; i < n; i++)
-		s += (double)hyd_fp16_to_fp32(a[i]) * b[i];
+	float t8[8], t4[4];
+	for (int i = 0; i < 8; i++)
+		t8[i] = l[i] + l[i + 8];
+	for (int i = 0; i < 4; i++)
+		t4[i] = t8[i] + t8[i + 4];
+	return (t4[0] + t4[2]) + (t4[1] + t4[3]);
+}
+
+/* ggml_vec_dot_f16 as built for AVX-512, where the reference outputs were made: 4 x 16 lanes
+ * over steps of 64 elements, each lane an FMA chain; lanes reduced (acc0 + acc2) + (acc1 + acc3)
+ * then across the 16 lanes; the tail (n % 64) is added in double. */
+float hyd__f16_dot_f16_ref(int64_t n, const void *w, const void *x)
+{
+	const uint16_t *a = w, *b = x;
+	float acc[4][16] = { { 0 } };
+	const int64_t np = n & ~(int64_t)63;
+	for (int64_t i = 0; i < np; i += 64)
+		for (int j = 0; j < 4; j++)
+			for (int l = 0; l < 16; l++)
+				acc[j][l] = fmaf(hyd_fp16_to_fp32(a[i + 16 * j + l]), hyd_fp16_to_fp32(b[i + 16 * j + l]),
+						 acc[j][l]);
+	float l16[16];
+	for (int l = 0; l < 16; l++)
+		l16[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+	double s = reduce16(l16);
+	for (int64_t i = np; i < n; i++)
+		s += (double)(hyd_fp16_to_fp32(a[i]) * hyd_fp16_to_fp32(b[i]));
 	return (float)s;
+}
+
+/* tinyBLAS (llamafile_sgemm, F16 x F16, 16 lanes): one FMA chain per lane over the whole row
+ * (n % 16 == 0), then the 16 lanes summed as reduce16() does. */
+float hyd__f16_dot_f16_gemm_ref(int64_t n, const void *w, const void *x)
+{
+	const uint16_t *a = w, *b = x;
+	float acc[16] = { 0 };
+	for (int64_t i = 0; i + 16 <= n; i += 16)
+		for (int l = 0; l < 16; l++)
+			acc[l] = fmaf(hyd_fp16_to_fp32(a[i + l]), hyd_fp16_to_fp32(b[i + l]), acc[l]);
+	return reduce16(acc);
 }
 
 static float bf16_dot_ref(int64_t n, const void *w, const void *x)
@@ -116,24 +157,51 @@ AVX2 static inline __m256 load_f16x8(const uint16_t *p)
 	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-AVX2 static float f16_dot_avx2(int64_t n, const void *w, const void *x)
+AVX2 static float f16_dot_f16_avx2(int64_t n, const void *w, const void *x)
 {
-	const uint16_t *a = w;
-	const float *b = x;
-	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-	int64_t i = 0;
-	for (; i + 32 <= n; i += 32) {
-		s0 = _mm256_fmadd_ps(load_f16x8(a + i), _mm256_loadu_ps(b + i), s0);
-		s1 = _mm256_fmadd_ps(load_f16x8(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-		s2 = _mm256_fmadd_ps(load_f16x8(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
-		s3 = _mm256_fmadd_ps(load_f16x8(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+	const uint16_t *a = w, *b = x;
+	/* the 4 x 16 lanes of the AVX-512 layout, as pairs of 8-lane registers */
+	__m256 s0l = _mm256_setzero_ps(), s0h = s0l, s1l = s0l, s1h = s0l, s2l = s0l, s2h = s0l, s3l = s0l,
+	       s3h = s0l;
+	const int64_t np = n & ~(int64_t)63;
+	for (int64_t i = 0; i < np; i += 64) {
+		s0l = _mm256_fmadd_ps(load_f16x8(a + i), load_f16x8(b + i), s0l);
+		s0h = _mm256_fmadd_ps(load_f16x8(a + i + 8), load_f16x8(b + i + 8), s0h);
+		s1l = _mm256_fmadd_ps(load_f16x8(a + i + 16), load_f16x8(b + i + 16), s1l);
+		s1h = _mm256_fmadd_ps(load_f16x8(a + i + 24), load_f16x8(b + i + 24), s1h);
+		s2l = _mm256_fmadd_ps(load_f16x8(a + i + 32), load_f16x8(b + i + 32), s2l);
+		s2h = _mm256_fmadd_ps(load_f16x8(a + i + 40), load_f16x8(b + i + 40), s2h);
+		s3l = _mm256_fmadd_ps(load_f16x8(a + i + 48), load_f16x8(b + i + 48), s3l);
+		s3h = _mm256_fmadd_ps(load_f16x8(a + i + 56), load_f16x8(b + i + 56), s3h);
 	}
+	const __m256 lo = _mm256_add_ps(_mm256_add_ps(s0l, s2l), _mm256_add_ps(s1l, s3l));
+	const __m256 hi = _mm256_add_ps(_mm256_add_ps(s0h, s2h), _mm256_add_ps(s1h, s3h));
+	double s = hsum256(_mm256_add_ps(lo, hi));
+	for (int64_t i = np; i < n; i++)
+		s += (double)(hyd_fp16_to_fp32(a[i]) * hyd_fp16_to_fp32(b[i]));
+	return (float)s;
+}
+
+AVX2 static float f16_dot_f16_gemm_avx2(int64_t n, const void *w, const void *x)
+{
+	const uint16_t *a = w, *b = x;
+	__m256 lo = _mm256_setzero_ps(), hi = lo;
+	for (int64_t i = 0; i + 16 <= n; i += 16) {
+		lo = _mm256_fmadd_ps(load_f16x8(a + i), load_f16x8(b + i), lo);
+		hi = _mm256_fmadd_ps(load_f16x8(a + i + 8), load_f16x8(b + i + 8), hi);
+	}
+	return hsum256(_mm256_add_ps(lo, hi));
+}
+
+AVX2 static void f16_from_float_avx2(const float *src, void *dst, int64_t n)
+{
+	uint16_t *h = dst;
+	int64_t i = 0;
 	for (; i + 8 <= n; i += 8)
-		s0 = _mm256_fmadd_ps(load_f16x8(a + i), _mm256_loadu_ps(b + i), s0);
-	float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+		_mm_storeu_si128((__m128i *)(h + i),
+				 _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
 	for (; i < n; i++)
-		s += hyd_fp16_to_fp32(a[i]) * b[i];
-	return s;
+		h[i] = hyd_fp32_to_fp16(src[i]);
 }
 
 AVX2 static inline __m256 load_bf16x8(const uint16_t *p)
@@ -163,6 +231,13 @@ AVX2 static float bf16_dot_avx2(int64_t n, const void *w, const void *x)
 }
 #endif
 
+static hyd_vec_dot_fn f16_gemm_dot = hyd__f16_dot_f16_gemm_ref;
+
+hyd_vec_dot_fn hyd__f16_gemm_dot(void)
+{
+	return f16_gemm_dot;
+}
+
 void hyd__float_register(struct hyd_type_traits *tab, enum hyd_simd level)
 {
 	struct hyd_type_traits *f32 = &tab[HYD_TYPE_F32], *f16 = &tab[HYD_TYPE_F16],
@@ -173,8 +248,9 @@ void hyd__float_register(struct hyd_type_traits *tab, enum hyd_simd level)
 	f32->vec_dot = f32->vec_dot_ref = f32_dot_ref;
 	f16->to_float = f16_to_float;
 	f16->from_float = f16_from_float;
-	f16->vec_dot_type = HYD_TYPE_F32;
-	f16->vec_dot = f16->vec_dot_ref = f16_dot_ref;
+	f16->vec_dot_type = HYD_TYPE_F16;
+	f16->vec_dot = f16->vec_dot_ref = hyd__f16_dot_f16_ref;
+	f16_gemm_dot = hyd__f16_dot_f16_gemm_ref;
 	bf16->to_float = bf16_to_float;
 	bf16->from_float = bf16_from_float;
 	bf16->vec_dot_type = HYD_TYPE_F32;
@@ -182,7 +258,9 @@ void hyd__float_register(struct hyd_type_traits *tab, enum hyd_simd level)
 #ifdef HYD_X86
 	if (level >= HYD_SIMD_AVX2) {
 		f32->vec_dot = f32_dot_avx2;
-		f16->vec_dot = f16_dot_avx2;
+		f16->vec_dot = f16_dot_f16_avx2;
+		f16->from_float = f16_from_float_avx2;
+		f16_gemm_dot = f16_dot_f16_gemm_avx2;
 		bf16->vec_dot = bf16_dot_avx2;
 	}
 #else

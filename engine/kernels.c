@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "engine/alloc.h"
@@ -38,9 +39,10 @@ int hyd_tensor_row(const struct hyd_tensor *W, int64_t r, float *out)
 
 void hyd_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
 {
+	/* squares rounded to float, summed in double: ggml's order */
 	double ss = 0;
 	for (int64_t i = 0; i < n; i++)
-		ss += (double)x[i] * x[i];
+		ss += (double)(x[i] * x[i]);
 	const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
 	if (w) {
 		for (int64_t i = 0; i < n; i++)
@@ -58,10 +60,13 @@ void hyd_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t
 		return;
 	const int64_t half = n_rot / 2;
 	float cs[512], sn[512]; /* n_rot <= 1024 checked by the plugins at bind */
+	/* the angles are stepped by repeated multiplication in float, as ggml does */
+	const float step = powf(base, -2.0f / (float)n_rot);
+	float theta = (float)pos;
 	for (int64_t i = 0; i < half && i < 512; i++) {
-		const float theta = (float)pos * freq_scale * powf(base, -2.0f * (float)i / (float)n_rot);
-		cs[i] = cosf(theta);
-		sn[i] = sinf(theta);
+		cs[i] = cosf(freq_scale * theta);
+		sn[i] = sinf(freq_scale * theta);
+		theta *= step;
 	}
 	for (int64_t h = 0; h < n_head; h++) {
 		float *v = x + h * head_dim;
@@ -143,19 +148,67 @@ AVX2 static void axpy_f32_avx2(float *y, float a, const float *x, int64_t n)
 }
 #endif
 
+/* One rounding of y + x * a (FMA) per element, as ggml_vec_mad_f16 does with FMA hardware. */
+void hyd__mad_f16_ref(uint16_t *y, const uint16_t *x, float a, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = hyd_fp32_to_fp16(fmaf(hyd_fp16_to_fp32(x[i]), a, hyd_fp16_to_fp32(y[i])));
+}
+
+void hyd__scale_f16_ref(uint16_t *y, float a, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = hyd_fp32_to_fp16(hyd_fp16_to_fp32(y[i]) * a);
+}
+
+#ifdef AVX2
+#define F16C __attribute__((target("avx2,fma,f16c")))
+
+F16C static void mad_f16_avx2(uint16_t *y, const uint16_t *x, float a, int64_t n)
+{
+	const __m256 va = _mm256_set1_ps(a);
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		const __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+		const __m256 vy = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
+		_mm_storeu_si128((__m128i *)(y + i),
+				 _mm256_cvtps_ph(_mm256_fmadd_ps(vx, va, vy), _MM_FROUND_TO_NEAREST_INT));
+	}
+	hyd__mad_f16_ref(y + i, x + i, a, n - i);
+}
+
+F16C static void scale_f16_avx2(uint16_t *y, float a, int64_t n)
+{
+	const __m256 va = _mm256_set1_ps(a);
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		const __m256 vy = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
+		_mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_mul_ps(vy, va), _MM_FROUND_TO_NEAREST_INT));
+	}
+	hyd__scale_f16_ref(y + i, a, n - i);
+}
+#endif
+
 static float (*dot_impl)(const float *, const float *, int64_t);
 static void (*axpy_impl)(float *, float, const float *, int64_t);
+static void (*mad_f16_impl)(uint16_t *, const uint16_t *, float, int64_t);
+static void (*scale_f16_impl)(uint16_t *, float, int64_t);
 
 static void pick_impls(void)
 {
-	dot_impl = dot_f32_ref;
+	mad_f16_impl = hyd__mad_f16_ref;
+	scale_f16_impl = hyd__scale_f16_ref;
 	axpy_impl = axpy_f32_ref;
 #ifdef AVX2
 	if (hyd__simd_detect() >= HYD_SIMD_AVX2) {
-		dot_impl = dot_f32_avx2;
+		mad_f16_impl = mad_f16_avx2;
+		scale_f16_impl = scale_f16_avx2;
 		axpy_impl = axpy_f32_avx2;
+		dot_impl = dot_f32_avx2;
+		return;
 	}
 #endif
+	dot_impl = dot_f32_ref;
 }
 
 float hyd_dot_f32(const float *a, const float *b, int64_t n)
@@ -172,18 +225,52 @@ void hyd_axpy_f32(float *y, float a, const float *x, int64_t n)
 	axpy_impl(y, a, x, n);
 }
 
+void hyd_mad_f16(uint16_t *y, const uint16_t *x, float a, int64_t n)
+{
+	if (__builtin_expect(!dot_impl, 0))
+		pick_impls();
+	mad_f16_impl(y, x, a, n);
+}
+
+void hyd_scale_f16(uint16_t *y, float a, int64_t n)
+{
+	if (__builtin_expect(!dot_impl, 0))
+		pick_impls();
+	scale_f16_impl(y, a, n);
+}
+
 void hyd_silu(float *x, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++)
 		x[i] = x[i] / (1.0f + expf(-x[i]));
 }
 
+float hyd_gelu_tanh_ref(float x)
+{
+	const float c = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
+	return 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
+}
+
+/* ggml's CPU backend evaluates GELU through a table indexed by the input rounded to f16 and
+ * holding f16 results; hyd does the same so that greedy decoding matches llama.cpp's. */
+static uint16_t gelu_table[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+static void gelu_table_init(void)
+{
+	for (uint32_t i = 0; i < (1u << 16); i++)
+		gelu_table[i] = hyd_fp32_to_fp16(hyd_gelu_tanh_ref(hyd_fp16_to_fp32((uint16_t)i)));
+}
+
 void hyd_gelu_tanh(float *x, int64_t n)
 {
-	const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+	pthread_once(&gelu_once, gelu_table_init);
 	for (int64_t i = 0; i < n; i++) {
 		const float v = x[i];
-		x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+		if (v <= -10.0f)
+			x[i] = 0.0f;
+		else if (v < 10.0f)
+			x[i] = hyd_fp16_to_fp32(gelu_table[hyd_fp32_to_fp16(v)]);
 	}
 }
 

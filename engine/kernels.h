@@ -35,8 +35,15 @@ void hyd_softmax(float *x, int64_t n);
 float hyd_dot_f32(const float *a, const float *b, int64_t n);
 /* y[i] += a * x[i] */
 void hyd_axpy_f32(float *y, float a, const float *x, int64_t n);
+/* f16 vectors rounded as ggml's CPU backend rounds them, for attention over an f16 KV cache:
+ * y[i] = f16(y[i] + x[i] * a) with one rounding (FMA), and y[i] = f16(y[i] * a). */
+void hyd_mad_f16(uint16_t *y, const uint16_t *x, float a, int64_t n);
+void hyd_scale_f16(uint16_t *y, float a, int64_t n);
+void hyd__mad_f16_ref(uint16_t *y, const uint16_t *x, float a, int64_t n);
+void hyd__scale_f16_ref(uint16_t *y, float a, int64_t n);
 void hyd_silu(float *x, int64_t n);          /* x * sigmoid(x) */
-void hyd_gelu_tanh(float *x, int64_t n);     /* GELU, tanh approximation */
+void hyd_gelu_tanh(float *x, int64_t n);     /* GELU, tanh approximation, through ggml's f16 table */
+float hyd_gelu_tanh_ref(float x);            /* GELU, tanh approximation, in float */
 void hyd_gelu_erf(float *x, int64_t n);      /* GELU, exact */
 float hyd_softplus(float x);                 /* log(1 + e^x), stable */
 

@@ -13,12 +13,14 @@
 #include "engine/alloc.h"
 #include "engine/kernels.h"
 #include "engine/types.h"
+#include "engine/types_internal.h"
 
 #define ROW_TILE 8    /* activation rows per tile */
 #define OUT_TILE 16   /* output rows swept together */
 
 struct mm_job {
 	const struct hyd_type_traits *tr;
+	hyd_vec_dot_fn dot;
 	const char *w;        /* weight rows */
 	int64_t w_stride;     /* bytes per weight row */
 	const char *x;        /* converted activation rows */
@@ -37,7 +39,7 @@ static void mm_task(void *arg, uint32_t task, uint32_t thread)
 	int64_t o_end = o_begin + j->outs_per_task;
 	if (o_end > j->n_out)
 		o_end = j->n_out;
-	const hyd_vec_dot_fn dot = j->tr->vec_dot;
+	const hyd_vec_dot_fn dot = j->dot;
 	for (int64_t r0 = 0; r0 < j->n_rows; r0 += ROW_TILE) {
 		const int64_t r1 = r0 + ROW_TILE < j->n_rows ? r0 + ROW_TILE : j->n_rows;
 		for (int64_t o0 = o_begin; o0 < o_end; o0 += OUT_TILE) {
@@ -79,6 +81,7 @@ int hyd_matmul(const struct hyd_parallel *par, const struct hyd_tensor *W, const
 		return 0;
 	struct mm_job j = {
 		.tr = tr,
+		.dot = tr->vec_dot,
 		.w = W->data,
 		.w_stride = hyd_row_size(W->type, n_in),
 		.n_in = n_in,
@@ -89,6 +92,9 @@ int hyd_matmul(const struct hyd_parallel *par, const struct hyd_tensor *W, const
 	};
 	if (j.w_stride < 0)
 		return (int)j.w_stride;
+	/* ggml hands F16 matmuls of two rows or more to tinyBLAS, which sums in another order */
+	if (W->type == HYD_TYPE_F16 && n_rows >= 2 && n_in % 16 == 0 && n_out % 4 == 0)
+		j.dot = hyd__f16_gemm_dot();
 	if (tr->vec_dot_type == HYD_TYPE_F32) {
 		j.x = (const char *)X;
 		j.x_stride = ldx * (int64_t)sizeof(float);

@@ -107,7 +107,8 @@ void hyd__q5_k_to_float(const void *src, float *dst, int64_t n);
 void hyd__q6_k_to_float(const void *src, float *dst, int64_t n);
 void hyd__q8_k_to_float(const void *src, float *dst, int64_t n);
 
-/* Quantizers. Q8_0/Q8_K round half to even, as the SIMD versions do, so both agree exactly. */
+/* Quantizers.  The activation ones (Q8_0, Q8_K) make llama.cpp's x86 CPU backend's bytes
+ * (quant_ref.c says which definition), and their SIMD versions make the same bytes. */
 void hyd__q8_0_from_float_ref(const float *src, void *dst, int64_t n);
 void hyd__q8_k_from_float_ref(const float *src, void *dst, int64_t n);
 void hyd__q4_0_from_float_ref(const float *src, void *dst, int64_t n);
@@ -115,9 +116,10 @@ void hyd__q4_k_from_float_ref(const float *src, void *dst, int64_t n);
 void hyd__q5_k_from_float_ref(const float *src, void *dst, int64_t n);
 void hyd__q6_k_from_float_ref(const float *src, void *dst, int64_t n);
 
-/* Dot products: w in the weight type, x in its vec_dot_type.  Activation bytes must be in
- * -127..127 (what the quantizers above produce); -128 is not supported by the SIMD sign
- * trick. */
+/* Dot products: w in the weight type, x in its vec_dot_type.  Q8_0 activation bytes must be
+ * in -127..127 (the Q8_0/Q4_0 SIMD kernels move the weight's sign onto them); the quantizers
+ * above never make -128.  The K-quant kernels take any Q8_K bytes (unsigned weights times
+ * signed activations), -128 included. */
 float hyd__q8_0_dot_ref(int64_t n, const void *w, const void *x);
 float hyd__q4_0_dot_ref(int64_t n, const void *w, const void *x);
 float hyd__q4_k_dot_ref(int64_t n, const void *w, const void *x);

@@ -286,8 +286,8 @@ AVX2 float hyd__q6_k_dot_avx2(int64_t n, const void *w, const void *x)
 	return hsum_ps(acc);
 }
 
-/* Activation quantizers: the same arithmetic as the references (x * (1/d) rounded to
- * nearest-even by cvtps), so they agree with them exactly. */
+/* Activation quantizers: the same arithmetic as the references (cvtps rounds half to even
+ * like lrintf; packs never saturates since |q| <= 127), so they agree with them exactly. */
 AVX2 static inline __m256 abs_ps(__m256 v)
 {
 	return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
@@ -313,9 +313,9 @@ AVX2 void hyd__q8_0_from_float_avx2(const float *src, void *dst, int64_t n)
 		const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
 		const __m256 mx = _mm256_max_ps(_mm256_max_ps(abs_ps(v0), abs_ps(v1)),
 						_mm256_max_ps(abs_ps(v2), abs_ps(v3)));
-		const float d = hmax_ps(mx) / 127;
-		const float id = d != 0 ? 1.0f / d : 0.0f;
-		y[i].d = hyd_fp32_to_fp16(d);
+		const float amax = hmax_ps(mx);
+		const float id = amax != 0 ? 127.0f / amax : 0.0f;
+		y[i].d = hyd_fp32_to_fp16(amax / 127);
 		const __m256 s = _mm256_set1_ps(id);
 		_mm256_storeu_si256((__m256i *)y[i].qs,
 				    pack_32(_mm256_mul_ps(v0, s), _mm256_mul_ps(v1, s),
@@ -336,7 +336,18 @@ AVX2 void hyd__q8_k_from_float_avx2(const float *src, void *dst, int64_t n)
 			memset(&y[i], 0, sizeof(y[i]));
 			continue;
 		}
-		const float iscale = 127.0f / amax;
+		/* the sign of the first element of largest magnitude, as the reference scans */
+		const __m256 am = _mm256_set1_ps(amax);
+		int first = 0;
+		for (int j = 0; j < HYD_QK_K; j += 8) {
+			const int m = _mm256_movemask_ps(
+				_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + j)), am, _CMP_EQ_OQ));
+			if (m) {
+				first = j + __builtin_ctz((unsigned)m);
+				break;
+			}
+		}
+		const float iscale = -127.0f / x[first];
 		const __m256 s = _mm256_set1_ps(iscale);
 		for (int j = 0; j < HYD_QK_K; j += 32) {
 			const __m256i q = pack_32(_mm256_mul_ps(_mm256_loadu_ps(x + j), s),

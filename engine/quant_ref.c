@@ -127,7 +127,13 @@ void hyd__q8_k_to_float(const void *src, float *dst, int64_t n)
 			dst[i * HYD_QK_K + j] = x[i].d * x[i].qs[j];
 }
 
-/* ------------------------------------------------------------------ activation quantizers */
+/* ------------------------------------------------------------------ activation quantizers
+ * Byte for byte what llama.cpp's CPU backend makes on x86, so that both round the same
+ * activations the same way (rounding is where two correct implementations drift apart most).
+ * Q8_0 is its AVX path: id = 127/amax (not 1/d) and round-half-even.  Q8_K is
+ * quantize_row_q8_K_ref: scaled by -127/max, max being the first element of largest
+ * magnitude, so d is negative when that element is positive.  Both stay within -127..127,
+ * which the Q8_0 kernels' sign trick needs. */
 
 void hyd__q8_0_from_float_ref(const float *src, void *dst, int64_t n)
 {
@@ -137,9 +143,8 @@ void hyd__q8_0_from_float_ref(const float *src, void *dst, int64_t n)
 		float amax = 0;
 		for (int j = 0; j < HYD_QK; j++)
 			amax = fmaxf(amax, fabsf(x[j]));
-		const float d = amax / 127;
-		const float id = d != 0 ? 1.0f / d : 0.0f;
-		y[i].d = hyd_fp32_to_fp16(d);
+		const float id = amax != 0 ? 127.0f / amax : 0.0f;
+		y[i].d = hyd_fp32_to_fp16(amax / 127);
 		for (int j = 0; j < HYD_QK; j++)
 			y[i].qs[j] = (int8_t)lrintf(x[j] * id);
 	}
@@ -150,17 +155,21 @@ void hyd__q8_k_from_float_ref(const float *src, void *dst, int64_t n)
 	struct hyd_block_q8_k *y = dst;
 	for (int64_t i = 0; i < n / HYD_QK_K; i++) {
 		const float *x = src + i * HYD_QK_K;
-		float amax = 0;
-		for (int j = 0; j < HYD_QK_K; j++)
-			amax = fmaxf(amax, fabsf(x[j]));
-		if (amax == 0) {
+		float amax = 0, max = 0;
+		for (int j = 0; j < HYD_QK_K; j++) {
+			if (fabsf(x[j]) > amax) {
+				amax = fabsf(x[j]);
+				max = x[j];
+			}
+		}
+		if (amax == 0) { /* llama.cpp leaves bsums unset here; zero is what they sum to */
 			memset(&y[i], 0, sizeof(y[i]));
 			continue;
 		}
-		const float iscale = 127.0f / amax;
+		const float iscale = -127.0f / max;
 		for (int j = 0; j < HYD_QK_K; j++) {
-			long v = lrintf(x[j] * iscale);
-			y[i].qs[j] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+			const long v = lrintf(iscale * x[j]);
+			y[i].qs[j] = (int8_t)(v > 127 ? 127 : v);
 		}
 		for (int k = 0; k < HYD_QK_K / 16; k++) {
 			int s = 0;

@@ -16,6 +16,12 @@ enum hyd_simd hyd__simd_detect(void);
 
 /* Fill F32/F16/BF16 entries (engine/dot_float.c). */
 void hyd__float_register(struct hyd_type_traits *tab, enum hyd_simd level);
+/* F16 x F16 dot products in ggml's two summation orders (see engine/dot_float.c): the one
+ * ggml_vec_dot_f16 uses (the F16 traits' vec_dot) and the one tinyBLAS uses when a matmul has
+ * two activation rows or more.  The _ref versions are the scalar definitions. */
+float hyd__f16_dot_f16_ref(int64_t n, const void *w, const void *x);
+float hyd__f16_dot_f16_gemm_ref(int64_t n, const void *w, const void *x);
+hyd_vec_dot_fn hyd__f16_gemm_dot(void);
 /* Fill the quantized types' entries (engine/quant.c). */
 void hyd__quant_register(struct hyd_type_traits *tab, enum hyd_simd level);
 

@@ -412,7 +412,7 @@ START_TEST(test_act_quant_exact)
 			}
 			for (int j = 0; j < HYD_QK_K; j++)
 				ck_assert(fabsf(x[i * HYD_QK_K + j] - y[i * HYD_QK_K + j]) <=
-					  0.5001f * bk[i].d);
+					  0.5001f * fabsf(bk[i].d));
 		}
 		for (int lv = HYD_SIMD_AVX2; lv <= HYD_SIMD_AVX512VNNI; lv++) {
 			if (!cpu_has((enum hyd_simd)lv))

@@ -1,5 +1,5 @@
-/* See attn_core.h.  K and V are stored as f32 rows: per position, K is n_kv*hd_k floats and V
- * n_kv*hd_v floats.  Paged layout: a page holds page_tokens positions, all K rows then all V
+/* See attn_core.h.  K and V are stored as f16 rows, as in llama.cpp's default KV cache: per
+ * position, K is n_kv*hd_k halves and V n_kv*hd_v halves.  Paged layout: a page holds page_tokens positions, all K rows then all V
  * rows.  Ring layout: the fixed region holds ring = window - 1 + max_chunk slots (K rows then V
  * rows); position p lives in slot p % ring.  A chunk of at most max_chunk rows therefore never
  * overwrites a position that a query of the chunk, or a replay after a crash, still needs. */
@@ -134,9 +134,10 @@ static uint32_t ring_slots(const struct hyd_attn_layer *L, const struct hyd_stat
 	return w - 1 + lim->max_chunk;
 }
 
-static uint64_t row_floats(const struct hyd_attn_layer *L)
+/* bytes of one position's K and V rows: f16, as llama.cpp's default KV cache */
+static uint64_t row_bytes(const struct hyd_attn_layer *L)
 {
-	return (uint64_t)L->k_dim + L->v_dim;
+	return ((uint64_t)L->k_dim + L->v_dim) * sizeof(uint16_t);
 }
 
 int hyd__attn_state_layout(const void *layer, const struct hyd_state_limits *lim, struct hyd_state_layout *ret)
@@ -146,28 +147,30 @@ int hyd__attn_state_layout(const void *layer, const struct hyd_state_limits *lim
 		return -EINVAL;
 	struct hyd_state_layout out = { 0 };
 	if (L->mode == HYD_KV_PAGED) {
-		out.page_bytes = (uint64_t)lim->page_tokens * row_floats(L) * sizeof(float);
+		out.page_bytes = (uint64_t)lim->page_tokens * row_bytes(L);
 		out.page_tokens = lim->page_tokens;
 	} else {
-		out.fixed_bytes = (uint64_t)ring_slots(L, lim) * row_floats(L) * sizeof(float);
+		out.fixed_bytes = (uint64_t)ring_slots(L, lim) * row_bytes(L);
 	}
 	*ret = out;
 	return 0;
 }
 
-/* Scratch: q, k, v, o rows for the batch, then one score row per thread. */
-static uint64_t score_len(const struct hyd_attn_layer *L, const struct hyd_state_limits *lim)
+/* Scratch: q, k, v, o rows for the batch (f32), q rows as f16, then one f16 accumulator row per
+ * thread. */
+static uint64_t acc_halves(const struct hyd_attn_layer *L)
 {
-	return L->mode == HYD_KV_RING && L->hp.window < lim->max_ctx ? L->hp.window : lim->max_ctx;
+	return ((uint64_t)L->hp.head_dim_v + 31) & ~(uint64_t)31;
 }
 
 uint64_t hyd__attn_scratch_size(const void *layer, const struct hyd_state_limits *lim, uint32_t max_rows,
 				uint32_t n_threads)
 {
 	const struct hyd_attn_layer *L = layer;
+	(void)lim;
 	uint64_t per_row = (uint64_t)L->q_dim + L->k_dim + L->v_dim + (uint64_t)L->hp.n_head * L->hp.head_dim_v;
-	uint64_t floats = per_row * max_rows + (score_len(L, lim) + 16) * (uint64_t)(n_threads ? n_threads : 1);
-	return floats * sizeof(float) + 256;
+	uint64_t halves = (uint64_t)L->q_dim * max_rows + acc_halves(L) * (n_threads ? n_threads : 1);
+	return per_row * max_rows * sizeof(float) + halves * sizeof(uint16_t) + 256;
 }
 
 void hyd__attn_state_init(const void *layer, void *state, const struct hyd_state_limits *lim)
@@ -178,18 +181,18 @@ void hyd__attn_state_init(const void *layer, void *state, const struct hyd_state
 }
 
 /* Address of position p's K row (V row with v set) for one session. */
-static inline float *kv_row(const struct hyd_attn_layer *L, const struct hyd_mixer_seq *s,
+static inline uint16_t *kv_row(const struct hyd_attn_layer *L, const struct hyd_mixer_seq *s,
 			    const struct hyd_state_limits *lim, uint32_t p, int v)
 {
 	if (L->mode == HYD_KV_PAGED) {
 		const uint32_t pt = lim->page_tokens;
-		float *page = s->pages[p / pt];
+		uint16_t *page = s->pages[p / pt];
 		const uint32_t slot = p % pt;
 		return v ? page + (uint64_t)pt * L->k_dim + (uint64_t)slot * L->v_dim
 			 : page + (uint64_t)slot * L->k_dim;
 	}
 	const uint32_t ring = ring_slots(L, lim);
-	float *base = s->state;
+	uint16_t *base = s->state;
 	const uint32_t slot = p % ring;
 	return v ? base + (uint64_t)ring * L->k_dim + (uint64_t)slot * L->v_dim
 		 : base + (uint64_t)slot * L->k_dim;
@@ -198,14 +201,17 @@ static inline float *kv_row(const struct hyd_attn_layer *L, const struct hyd_mix
 struct attn_job {
 	const struct hyd_attn_layer *L;
 	const struct hyd_mixer_batch *b;
-	const float *q;
+	const uint16_t *q;  /* f16 */
 	float *o;
-	float *scores; /* per thread */
-	uint64_t score_stride;
-	uint32_t *row_seq; /* seq index of each row */
+	uint16_t *acc;      /* per thread */
+	uint64_t acc_stride;
+	uint32_t *row_seq;  /* seq index of each row */
+	hyd_vec_dot_fn dot; /* f16 x f16 */
 };
 
-/* One task = one (row, head). */
+/* One task = one (row, head).  This is ggml's CPU flash attention (llama.cpp's default), so that
+ * greedy decoding makes llama.cpp's choices on near-ties: q rounded to f16, q.k in ggml's f16 dot
+ * order, online softmax in f32, and the weighted sum of V rows accumulated in f16. */
 static void attn_task(void *arg, uint32_t task, uint32_t thread)
 {
 	const struct attn_job *j = arg;
@@ -219,31 +225,30 @@ static void attn_task(void *arg, uint32_t task, uint32_t thread)
 	if (L->mode == HYD_KV_RING && p + 1 > hp->window)
 		first = p + 1 - hp->window;
 	const uint32_t kvh = h / (hp->n_head / hp->n_head_kv);
-	const float *q = j->q + (uint64_t)row * L->q_dim + (uint64_t)h * hp->head_dim_k;
-	float *sc = j->scores + (uint64_t)thread * j->score_stride;
-	const uint32_t n = p - first + 1;
-	float mx = -INFINITY;
-	for (uint32_t i = 0; i < n; i++) {
-		const float *k = kv_row(L, s, lim, first + i, 0) + (uint64_t)kvh * hp->head_dim_k;
-		float v = hyd_dot_f32(q, k, hp->head_dim_k) * L->scale;
+	const uint32_t dk = hp->head_dim_k, dv = hp->head_dim_v;
+	const uint16_t *q = j->q + (uint64_t)row * L->q_dim + (uint64_t)h * dk;
+	uint16_t *acc = j->acc + (uint64_t)thread * j->acc_stride;
+	memset(acc, 0, dv * sizeof(uint16_t));
+	float sum = 0, mx = -INFINITY;
+	for (uint32_t t = first; t <= p; t++) {
+		float v = j->dot(dk, kv_row(L, s, lim, t, 0) + (uint64_t)kvh * dk, q) * L->scale;
 		if (hp->attn_softcap > 0)
 			v = hp->attn_softcap * tanhf(v / hp->attn_softcap);
-		sc[i] = v;
-		if (v > mx)
+		float ms = 1.0f, vs = 1.0f;
+		if (v > mx) {
+			ms = expf(mx - v);
 			mx = v;
+			hyd_scale_f16(acc, ms, dv);
+		} else {
+			vs = expf(v - mx);
+		}
+		hyd_mad_f16(acc, kv_row(L, s, lim, t, 1) + (uint64_t)kvh * dv, vs, dv);
+		sum = sum * ms + vs;
 	}
-	float sum = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		sc[i] = expf(sc[i] - mx);
-		sum += sc[i];
-	}
-	float *o = j->o + (uint64_t)row * hp->n_head * hp->head_dim_v + (uint64_t)h * hp->head_dim_v;
-	memset(o, 0, hp->head_dim_v * sizeof(float));
+	float *o = j->o + (uint64_t)row * hp->n_head * dv + (uint64_t)h * dv;
 	const float inv = 1.0f / sum;
-	for (uint32_t i = 0; i < n; i++) {
-		const float *v = kv_row(L, s, lim, first + i, 1) + (uint64_t)kvh * hp->head_dim_v;
-		hyd_axpy_f32(o, sc[i] * inv, v, hp->head_dim_v);
-	}
+	for (uint32_t d = 0; d < dv; d++)
+		o[d] = hyd_fp16_to_fp32(acc[d]) * inv;
 }
 
 static void add_bias(float *x, const float *b, uint32_t n_rows, uint32_t dim)
@@ -263,14 +268,15 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 	const uint32_t n = b->n_rows;
 	const uint64_t o_dim = (uint64_t)hp->n_head * hp->head_dim_v;
 	const uint32_t n_threads = b->par ? b->par->n_threads : 1;
-	const uint64_t slen = score_len(L, lim) + 16;
+	const struct hyd_type_traits *f16 = hyd_type_traits(HYD_TYPE_F16);
 	if (hyd__attn_scratch_size(L, lim, n, n_threads) > b->scratch_bytes)
 		return -ENOBUFS;
 	float *q = b->scratch;
 	float *k = q + (uint64_t)n * L->q_dim;
 	float *v = k + (uint64_t)n * L->k_dim;
 	float *o = v + (uint64_t)n * L->v_dim;
-	float *scores = o + (uint64_t)n * o_dim;
+	uint16_t *q16 = (uint16_t *)(o + (uint64_t)n * o_dim);
+	uint16_t *acc = q16 + (uint64_t)n * L->q_dim;
 	uint32_t row_seq_small[64];
 	uint32_t *row_seq = n <= 64 ? row_seq_small : (uint32_t *)hyd_malloc(n * sizeof(uint32_t));
 	if (!row_seq)
@@ -311,11 +317,13 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 		hyd_rope(kr, hp->n_head_kv, hp->head_dim_k, hp->n_rot, p, hp->rope_freq_base,
 			 hp->rope_freq_scale, hp->rope_type);
 		/* store this position's K and V: positions >= the committed count are free to write */
-		memcpy(kv_row(L, s, lim, p, 0), kr, L->k_dim * sizeof(float));
-		memcpy(kv_row(L, s, lim, p, 1), v + (uint64_t)row * L->v_dim, L->v_dim * sizeof(float));
+		f16->from_float(kr, kv_row(L, s, lim, p, 0), L->k_dim);
+		f16->from_float(v + (uint64_t)row * L->v_dim, kv_row(L, s, lim, p, 1), L->v_dim);
 	}
+	f16->from_float(q, q16, (int64_t)n * L->q_dim);
 	struct attn_job j = {
-		.L = L, .b = b, .q = q, .o = o, .scores = scores, .score_stride = slen, .row_seq = row_seq,
+		.L = L, .b = b, .q = q16, .o = o, .acc = acc, .acc_stride = acc_halves(L), .row_seq = row_seq,
+		.dot = f16->vec_dot,
 	};
 	const uint32_t tasks = n * hp->n_head;
 	/* scores are computed against every visible position: skip threading for tiny work */

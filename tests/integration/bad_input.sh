@@ -22,13 +22,13 @@ expect() { # STATUS PATTERN WHAT -- command...
 	log "ok: $what: $(head -n 1 "$T/err")"
 }
 
-expect 1 "no such session" "unknown name" -- H --session nosuchname -n 4
-expect 1 "no such session" "unknown id" -- H --session 0123456789abcdef -n 4
-expect 1 "no such session" "malformed id" -- H --session 'zz!!zz' -n 4
+expect 1 "no such session\|no session" "unknown name" -- H --session nosuchname -n 4
+expect 1 "no such session\|no session" "unknown id" -- H --session 0123456789abcdef -n 4
+expect 1 "no such session\|no session" "malformed id" -- H --session 'zz!!zz' -n 4
 expect 1 "too long" "over-long id" -- H --session "$(printf '%080d' 0)" -n 4
-expect 1 "no such session" "show unknown" -- H session show 0123456789abcdef
-expect 1 "no such session" "rm unknown" -- H session rm 0123456789abcdef
-expect 1 "no such session" "fork unknown" -- H session fork nosuchname
+expect 1 "no such session\|no session" "show unknown" -- H session show 0123456789abcdef
+expect 1 "no such session\|no session" "rm unknown" -- H session rm 0123456789abcdef
+expect 1 "no such session\|no session" "fork unknown" -- H session fork nosuchname
 expect 2 "" "empty id" -- H session show ""
 expect 2 "unknown session command" "bad subcommand" -- H session frob
 expect 2 "expects a number" "bad --temp" -- H --temp abc -p x

@@ -47,9 +47,13 @@ wait "$spid"
 cat "$T/strace.txt" >&2
 tokens=$(awk '{ print $2; exit }' "$T/stats2")
 calls=$(awk '$NF == "total" { print $4 + 0 }' "$T/strace.txt")
+grow=$(awk '$NF == "fallocate" { print $4 + 0 }' "$T/strace.txt")
 [ -n "$calls" ] || calls=0
-log "strace: $calls daemon syscalls (connection, requests and all) for $tokens tokens"
+[ -n "$grow" ] || grow=0
+log "strace: $calls daemon syscalls (connection, requests and all; $grow fallocate growing the session's pages) for $tokens tokens"
 [ "$tokens" -ge $((N / 2)) ] || fail "only $tokens tokens arrived under strace"
-# the whole connection (handshake, session create, append, teardown) included: < 1 per 10 tokens
-[ $((calls * 10)) -le "$tokens" ] || fail "$calls syscalls for $tokens tokens"
+# everything included (handshake, create, append, page growth, teardown): < 1 per 5 tokens
+[ $((calls * 5)) -le "$tokens" ] || fail "$calls syscalls for $tokens tokens"
+# and without the page growth (one per page of tokens, not per token): < 1 per 20 tokens
+[ $(((calls - grow) * 20)) -le "$tokens" ] || fail "$((calls - grow)) syscalls besides page growth for $tokens tokens"
 log "PASS"

@@ -1,0 +1,194 @@
+/* Kernels that follow ggml's CPU arithmetic (so that greedy decoding makes llama.cpp's choices):
+ * the F16 x F16 dot products in both summation orders, f16 rounding of activations, the f16
+ * multiply-add and scale of the attention accumulator, and the GELU table.  The SIMD versions
+ * must give the scalar definitions' bits; the definitions are checked against values worked
+ * out by hand or in double. */
+#include "config.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+#include "engine/types.h"
+#include "engine/types_internal.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static float uniform(float lo, float hi)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	const uint64_t r = rng_state * 0x2545F4914F6CDD1DULL;
+	return lo + (hi - lo) * (float)((r >> 40) * 0x1p-24);
+}
+
+static void fill_f16(uint16_t *h, int64_t n, float scale)
+{
+	for (int64_t i = 0; i < n; i++)
+		h[i] = hyd_fp32_to_fp16(uniform(-scale, scale));
+}
+
+static int same_bits(float a, float b)
+{
+	return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+START_TEST(test_f16_dot_simd_matches_ref)
+{
+	const struct hyd_type_traits *tr = hyd_type_traits(HYD_TYPE_F16);
+	ck_assert_ptr_nonnull(tr);
+	ck_assert_int_eq(tr->vec_dot_type, HYD_TYPE_F16);
+	const hyd_vec_dot_fn gemm = hyd__f16_gemm_dot();
+	static const int64_t lens[] = { 1, 7, 16, 32, 33, 63, 64, 65, 128, 384, 1000, 2048 };
+	uint16_t a[2048], b[2048];
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		const int64_t n = lens[k];
+		for (int rep = 0; rep < 20; rep++) {
+			fill_f16(a, n, 2.0f);
+			fill_f16(b, n, 3.0f);
+			ck_assert_msg(same_bits(tr->vec_dot(n, a, b), hyd__f16_dot_f16_ref(n, a, b)), "vec_dot n=%lld",
+				      (long long)n);
+			if (n % 16 == 0)
+				ck_assert_msg(same_bits(gemm(n, a, b), hyd__f16_dot_f16_gemm_ref(n, a, b)),
+					      "gemm dot n=%lld", (long long)n);
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_f16_dot_definitions)
+{
+	/* small integers: every order gives the exact sum */
+	uint16_t a[128], b[128];
+	double want = 0;
+	for (int i = 0; i < 128; i++) {
+		a[i] = hyd_fp32_to_fp16((float)(i % 7) - 3.0f);
+		b[i] = hyd_fp32_to_fp16((float)(i % 5) - 2.0f);
+		want += ((i % 7) - 3.0) * ((i % 5) - 2.0);
+	}
+	ck_assert(hyd__f16_dot_f16_ref(128, a, b) == (float)want);
+	ck_assert(hyd__f16_dot_f16_gemm_ref(128, a, b) == (float)want);
+	/* the order shows: products 1 and fifteen of 2^-24 in lanes 0..15.  The 16-lane tree adds
+	 * lane 8 to lane 0 first (1 + 2^-24 ties to 1) and ends at 1 + 7 * 2^-23; the double tail
+	 * (n % 64) keeps all fifteen and rounds 1 + 7.5 * 2^-23 to even, 1 + 2^-20. */
+	uint16_t x[64];
+	for (int i = 0; i < 64; i++)
+		x[i] = hyd_fp32_to_fp16(i == 0 ? 1.0f : (i < 16 ? 0x1p-12f : 0.0f));
+	ck_assert(hyd__f16_dot_f16_ref(64, x, x) == 1.0f + 7 * 0x1p-23f);
+	ck_assert(hyd__f16_dot_f16_gemm_ref(16, x, x) == 1.0f + 7 * 0x1p-23f);
+	ck_assert(hyd__f16_dot_f16_ref(16, x, x) == 1.0f + 0x1p-20f);
+}
+END_TEST
+
+START_TEST(test_f16_from_float_rounds_to_nearest_even)
+{
+	const struct hyd_type_traits *tr = hyd_type_traits(HYD_TYPE_F16);
+	float src[1000];
+	uint16_t got[1000];
+	for (int i = 0; i < 1000; i++)
+		src[i] = uniform(-70000.0f, 70000.0f) * (i % 3 ? 1e-4f : 1.0f);
+	src[0] = 1.0f + 0x1p-11f; /* halfway: ties to even, 1.0 */
+	src[1] = 1.0f + 3 * 0x1p-11f; /* halfway: ties to even, 1 + 2^-9 */
+	tr->from_float(src, got, 1000);
+	ck_assert_uint_eq(got[0], 0x3c00);
+	ck_assert_uint_eq(got[1], 0x3c02);
+	for (int i = 0; i < 1000; i++)
+		ck_assert_uint_eq(got[i], hyd_fp32_to_fp16(src[i]));
+}
+END_TEST
+
+START_TEST(test_f16_mad_scale)
+{
+	uint16_t y[77], y2[77], x[77];
+	fill_f16(x, 77, 4.0f);
+	fill_f16(y, 77, 4.0f);
+	memcpy(y2, y, sizeof(y));
+	hyd_mad_f16(y, x, 0.37f, 77);
+	hyd__mad_f16_ref(y2, x, 0.37f, 77);
+	ck_assert_mem_eq(y, y2, sizeof(y));
+	hyd_scale_f16(y, 0.61f, 77);
+	hyd__scale_f16_ref(y2, 0.61f, 77);
+	ck_assert_mem_eq(y, y2, sizeof(y));
+	/* one rounding: x * a = 1 + 2^-10 + 2^-14 + 2^-24 loses its last term if rounded to f32
+	 * before the add; fused, y + x * a = 2^-14 + 2^-24 is an f16 number */
+	uint16_t yy = hyd_fp32_to_fp16(-(1.0f + 0x1p-10f)), xx = hyd_fp32_to_fp16(1.0f + 0x1p-10f);
+	hyd__mad_f16_ref(&yy, &xx, 1.0f + 0x1p-14f, 1);
+	ck_assert(hyd_fp16_to_fp32(yy) == 0x1p-14f + 0x1p-24f);
+	yy = hyd_fp32_to_fp16(-(1.0f + 0x1p-10f));
+	hyd_mad_f16(&yy, &xx, 1.0f + 0x1p-14f, 1);
+	ck_assert(hyd_fp16_to_fp32(yy) == 0x1p-14f + 0x1p-24f);
+}
+END_TEST
+
+START_TEST(test_gelu_table)
+{
+	float x[2000];
+	for (int i = 0; i < 2000; i++)
+		x[i] = uniform(-12.0f, 12.0f);
+	x[0] = -10.0f;
+	x[1] = 10.5f;
+	x[2] = 0.0f;
+	float y[2000];
+	memcpy(y, x, sizeof(x));
+	hyd_gelu_tanh(y, 2000);
+	ck_assert(y[0] == 0.0f);
+	ck_assert(y[1] == 10.5f);
+	ck_assert(y[2] == 0.0f);
+	for (int i = 3; i < 2000; i++) {
+		float want;
+		if (x[i] <= -10.0f)
+			want = 0.0f;
+		else if (x[i] >= 10.0f)
+			want = x[i];
+		else
+			want = hyd_fp16_to_fp32(
+				hyd_fp32_to_fp16(hyd_gelu_tanh_ref(hyd_fp16_to_fp32(hyd_fp32_to_fp16(x[i])))));
+		ck_assert_msg(same_bits(y[i], want), "x=%g", x[i]);
+		/* and the table stays within f16 rounding of the exact function */
+		const double v = x[i], g = 0.5 * v * (1 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+		ck_assert_msg(fabs(y[i] - g) <= 2e-3 * fabs(g) + 4e-3, "x=%g: %g vs %g", x[i], y[i], g);
+	}
+}
+END_TEST
+
+START_TEST(test_rope_step)
+{
+	/* angles by repeated multiplication stay within float error of pos * base^(-2i/n) */
+	float v[64];
+	for (int i = 0; i < 64; i++)
+		v[i] = i < 32 ? 1.0f : 0.0f;
+	hyd_rope(v, 1, 64, 64, 100, 10000.0f, 1.0f, HYD_ROPE_NEOX);
+	for (int i = 0; i < 32; i++) {
+		const double th = 100.0 * pow(10000.0, -2.0 * i / 64);
+		ck_assert_msg(fabs(v[i] - cos(th)) < 2e-4 && fabs(v[i + 32] - sin(th)) < 2e-4, "i=%d", i);
+	}
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("kernels");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, test_f16_dot_simd_matches_ref);
+	tcase_add_test(tc, test_f16_dot_definitions);
+	tcase_add_test(tc, test_f16_from_float_rounds_to_nearest_even);
+	tcase_add_test(tc, test_f16_mad_scale);
+	tcase_add_test(tc, test_gelu_table);
+	tcase_add_test(tc, test_rope_step);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
