@@ -121,8 +121,8 @@ int hyd_cmd_run(int argc, char **argv)
 		{ 0 },
 	};
 	struct common_opts c = { 0 };
-	struct hyd_sampling sp;
-	hyd_sampling_defaults(&sp);
+	struct hyd_sampler_params sp;
+	hyd_sampler_defaults(&sp);
 	sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	const char *prompt = NULL;
 	uint32_t n_predict = 128;
@@ -150,7 +150,7 @@ int hyd_cmd_run(int argc, char **argv)
 	if (optind < argc)
 		hyd_cli_usage_error("unexpected argument '%s' (the prompt goes in -p or stdin)", argv[optind]);
 	char err[256];
-	if (hyd_sampling_validate(&sp, err, sizeof(err)))
+	if (hyd_sampler_validate(&sp, err, sizeof(err)))
 		hyd_cli_usage_error("%s", err);
 	char *text = NULL;
 	size_t len = 0;
@@ -177,7 +177,7 @@ int hyd_cmd_run(int argc, char **argv)
 		goto out;
 	const struct hyd_tokenizer *tk = hyd_model_tokenizer(m);
 	const uint32_t n_vocab = hyd_model_n_vocab(m), max_ctx = hyd_model_limits(m)->max_ctx;
-	if ((r = hyd_tokenize(tk, text, len, HYD_TOK_ADD_SPECIAL, &toks, &n_tok))) {
+	if ((r = hyd_tokenizer_encode(tk, text, len, HYD_TOK_ADD_SPECIAL, &toks, &n_tok))) {
 		fprintf(stderr, "hyd: cannot tokenize the prompt: %s\n", strerror(-r));
 		goto out;
 	}
@@ -438,7 +438,7 @@ int hyd_cmd_tokenize(int argc, char **argv)
 		fprintf(stderr, "hyd: %s\n", err[0] ? err : strerror(-r));
 		goto out;
 	}
-	if ((r = hyd_tokenize(tk, text, len, special ? HYD_TOK_ADD_SPECIAL | HYD_TOK_PARSE_SPECIAL : 0, &toks, &n))) {
+	if ((r = hyd_tokenizer_encode(tk, text, len, special ? HYD_TOK_ADD_SPECIAL | HYD_TOK_PARSE_SPECIAL : 0, &toks, &n))) {
 		fprintf(stderr, "hyd: cannot tokenize: %s\n", strerror(-r));
 		goto out;
 	}

@@ -101,17 +101,17 @@ static int kind_slot(const char *kind)
 
 static void fill_info(const struct hyd_sched_sess *e, struct hyd_wire_session_info *w)
 {
-	struct hyd_session_usage u;
-	hyd_session_usage(e->s, &u);
+	struct hyd__sess_usage u;
+	hyd__sess_usage(e->s, &u);
 	memset(w, 0, sizeof(*w));
 	w->session = e->wid;
 	w->n_tokens = hyd__sched_n_tokens(e);
-	w->max_ctx = hyd_session_max_ctx(e->s);
+	w->max_ctx = hyd__sess_max_ctx(e->s);
 	w->bytes = u.total_bytes;
-	w->uid = hyd_session_owner(e->s);
+	w->uid = hyd__sess_owner(e->s);
 	w->flags = e->job ? 1u : 0u; /* 1: generating */
-	w->created_ns = (uint64_t)hyd_session_created(e->s) * 1000000000u;
-	snprintf(w->name, sizeof(w->name), "%s", hyd_session_label(e->s));
+	w->created_ns = (uint64_t)hyd__sess_created(e->s) * 1000000000u;
+	snprintf(w->name, sizeof(w->name), "%s", hyd__sess_label(e->s));
 	for (uint32_t k = 0; k < u.n_kinds; k++)
 		w->kind_bytes[kind_slot(u.kinds[k].kind)] += u.kinds[k].fixed_bytes + u.kinds[k].page_bytes;
 }
@@ -140,11 +140,11 @@ static int admit(struct hydd *d, const struct hyd_sched_sess *e, uint32_t n, cha
 	const uint64_t limit = d->cfg->memory_limit;
 	if (!limit)
 		return 0;
-	struct hyd_session_usage all, mine = { 0 };
-	hyd_session_store_usage(d->store, &all);
+	struct hyd__sess_usage all, mine = { 0 };
+	hyd__sess_store_usage(d->store, &all);
 	if (e)
-		hyd_session_usage(e->s, &mine);
-	const uint64_t need = hyd_session_bytes_for(&d->smodel, n);
+		hyd__sess_usage(e->s, &mine);
+	const uint64_t need = hyd__sess_bytes_for(&d->smodel, n);
 	const uint64_t extra = need > mine.total_bytes ? need - mine.total_bytes : 0;
 	if (all.total_bytes + extra > limit) {
 		snprintf(err, errlen,
@@ -162,11 +162,11 @@ static int name_taken(struct hydd *d, uint32_t uid, const char *name)
 }
 
 /* Register a new session; on a wire id collision (2^-64) the file is deleted. */
-static int register_new(struct hydd *d, struct hyd_session *s, struct hyd_sched_sess **ret)
+static int register_new(struct hydd *d, struct hyd__sess *s, struct hyd_sched_sess **ret)
 {
 	int r = hyd__sched_add(d->sc, s, ret);
 	if (r < 0)
-		hyd_session_delete(s);
+		hyd__sess_delete(s);
 	return r;
 }
 
@@ -188,13 +188,13 @@ static int do_create(struct hydd *d, struct hyd_conn *c, const struct hyd_reques
 	int r = admit(d, NULL, 0, err, sizeof(err));
 	if (r < 0)
 		FAIL(r, "%s", err);
-	struct hyd_session *s;
+	struct hyd__sess *s;
 	struct hyd_sched_sess *e;
-	if ((r = hyd_session_create(d->store, uid, m.name[0] ? m.name : NULL, &s)) < 0)
+	if ((r = hyd__sess_create(d->store, uid, m.name[0] ? m.name : NULL, &s)) < 0)
 		FAIL(r, "cannot create a session: %s", strerror(-r));
 	if ((r = register_new(d, s, &e)) < 0)
 		FAIL(r, "cannot register the session: %s", strerror(-r));
-	hyd__hydd_log(d, HYD_SRV_LOG_DEBUG, "uid %u created session %s '%s'", uid, hyd_session_id(s), m.name);
+	hyd__hydd_log(d, HYD_SRV_LOG_DEBUG, "uid %u created session %s '%s'", uid, hyd__sess_id(s), m.name);
 	send_info(c, req->id, e);
 	return 0;
 }
@@ -235,7 +235,7 @@ static int do_append(struct hydd *d, struct hyd_conn *c, const struct hyd_reques
 	if (text) {
 		size_t nt;
 		int32_t *t;
-		if ((r = hyd_tokenize(tk, data, m.count, (m.flags & HYD_APPEND_SPECIAL) ? HYD_TOK_PARSE_SPECIAL : 0,
+		if ((r = hyd_tokenizer_encode(tk, data, m.count, (m.flags & HYD_APPEND_SPECIAL) ? HYD_TOK_PARSE_SPECIAL : 0,
 				      &t, &nt)) < 0)
 			FAIL(r, "cannot tokenize the text: %s", strerror(-r));
 		toks = hyd_malloc((nt + 1) * sizeof(*toks));
@@ -258,10 +258,10 @@ static int do_append(struct hydd *d, struct hyd_conn *c, const struct hyd_reques
 		n += m.count;
 	}
 	const uint64_t total = (uint64_t)hyd__sched_n_tokens(e) + n;
-	if (total > hyd_session_max_ctx(e->s)) {
+	if (total > hyd__sess_max_ctx(e->s)) {
 		hyd_free(toks);
 		FAIL(-ENOSPC, "context full: %u + %zu tokens exceed the session's %u", hyd__sched_n_tokens(e), n,
-		     hyd_session_max_ctx(e->s));
+		     hyd__sess_max_ctx(e->s));
 	}
 	if ((r = admit(d, e, (uint32_t)total, err, sizeof(err))) == 0)
 		r = hyd__sched_append(d->sc, e, toks, (uint32_t)n, err, sizeof(err));
@@ -282,7 +282,7 @@ static int do_generate(struct hydd *d, struct hyd_conn *c, const struct hyd_requ
 	struct hyd_sched_gen *g = hyd_calloc(1, sizeof(*g));
 	if (!g)
 		FAIL(-ENOMEM, "out of memory");
-	g->sp = (struct hyd_sampling){
+	g->sp = (struct hyd_sampler_params){
 		.temperature = m.s.temperature,
 		.top_k = m.s.top_k,
 		.top_p = m.s.top_p,
@@ -293,7 +293,7 @@ static int do_generate(struct hydd *d, struct hyd_conn *c, const struct hyd_requ
 	};
 	g->max_tokens = m.s.max_tokens;
 	char err[256];
-	int r = hyd_sampling_validate(&g->sp, err, sizeof(err));
+	int r = hyd_sampler_validate(&g->sp, err, sizeof(err));
 	uint32_t off = 0, len;
 	const char *s;
 	while (r == 0 && hyd__proto_next_stop((const struct hyd_wire_generate *)req->payload, req->len, &off, &s,
@@ -308,7 +308,7 @@ static int do_generate(struct hydd *d, struct hyd_conn *c, const struct hyd_requ
 	}
 	if (r == 0 && g->max_tokens) {
 		uint64_t want = (uint64_t)hyd__sched_n_tokens(e) + g->max_tokens;
-		uint32_t cap = hyd_session_max_ctx(e->s);
+		uint32_t cap = hyd__sess_max_ctx(e->s);
 		r = admit(d, e, want < cap ? (uint32_t)want : cap, err, sizeof(err));
 	}
 	if (r == 0)
@@ -349,19 +349,19 @@ static int do_fork(struct hydd *d, struct hyd_conn *c, const struct hyd_request 
 		FAIL(-EEXIST, "a session named '%s' exists", m.name);
 	if (hyd__sched_n_sessions(d->sc) >= d->max_sessions)
 		FAIL(-ENOSPC, "too many sessions (--max-sessions %u)", d->max_sessions);
-	struct hyd_session_usage u;
-	hyd_session_usage(e->s, &u);
+	struct hyd__sess_usage u;
+	hyd__sess_usage(e->s, &u);
 	if (d->cfg->memory_limit) {
-		struct hyd_session_usage all;
-		hyd_session_store_usage(d->store, &all);
+		struct hyd__sess_usage all;
+		hyd__sess_store_usage(d->store, &all);
 		if (all.total_bytes + u.total_bytes > d->cfg->memory_limit)
 			FAIL(-ENOSPC, "memory limit: a copy needs %llu bytes; %llu of --memory-limit %llu are in use",
 			     (unsigned long long)u.total_bytes, (unsigned long long)all.total_bytes,
 			     (unsigned long long)d->cfg->memory_limit);
 	}
-	struct hyd_session *s;
+	struct hyd__sess *s;
 	/* names are unique per uid: a fork without a name is unnamed, not a second "trunk" */
-	int r = hyd_session_fork(d->store, e->s, uid, m.name, &s);
+	int r = hyd__sess_fork(d->store, e->s, uid, m.name, &s);
 	if (r < 0)
 		FAIL(r, "cannot fork the session: %s", strerror(-r));
 	if ((r = register_new(d, s, &ne)) < 0)
@@ -436,9 +436,9 @@ static int do_snapshot(struct hydd *d, struct hyd_conn *c, const struct hyd_requ
 			      sizeof(err));
 	if (r < 0)
 		FAIL(r, "%s", err);
-	if ((r = hyd_session_snapshot(e->s, path)) < 0)
+	if ((r = hyd__sess_snapshot(e->s, path)) < 0)
 		FAIL(r, "cannot write the snapshot %s: %s", path, strerror(-r));
-	hyd__hydd_log(d, HYD_SRV_LOG_DEBUG, "snapshot of %s written to %s", hyd_session_id(e->s), path);
+	hyd__hydd_log(d, HYD_SRV_LOG_DEBUG, "snapshot of %s written to %s", hyd__sess_id(e->s), path);
 	hyd_server_send_ok(c, req->id, 0);
 	return 0;
 }
@@ -457,16 +457,16 @@ static int do_restore(struct hydd *d, struct hyd_conn *c, const struct hyd_reque
 		FAIL(-EEXIST, "a session named '%s' exists", m.name);
 	if (hyd__sched_n_sessions(d->sc) >= d->max_sessions)
 		FAIL(-ENOSPC, "too many sessions (--max-sessions %u)", d->max_sessions);
-	struct hyd_session *s;
+	struct hyd__sess *s;
 	struct hyd_sched_sess *e;
-	if ((r = hyd_session_restore(d->store, path, uid, m.name[0] ? m.name : NULL, &s, err, sizeof(err))) < 0) {
+	if ((r = hyd__sess_restore(d->store, path, uid, m.name[0] ? m.name : NULL, &s, err, sizeof(err))) < 0) {
 		if (r == -EBADMSG && (strstr(err, "fingerprint") || strstr(err, "layout")))
 			r = -ESTALE;
 		FAIL(r, "cannot restore %s: %s", path, err[0] ? err : strerror(-r));
 	}
-	const char *label = hyd_session_label(s);
+	const char *label = hyd__sess_label(s);
 	if (!m.name[0] && name_taken(d, uid, label)) {
-		hyd_session_delete(s);
+		hyd__sess_delete(s);
 		FAIL(-EEXIST, "the snapshot's session name '%s' is in use: restore it under another name", label);
 	}
 	if ((r = register_new(d, s, &e)) < 0)
@@ -484,8 +484,8 @@ static int do_delete(struct hydd *d, struct hyd_conn *c, const struct hyd_reques
 		FAIL(-ENOENT, "no session %016llx", (unsigned long long)m.session);
 	if (e->job)
 		FAIL(-EBUSY, "the session is generating");
-	struct hyd_session *s = hyd__sched_remove(d->sc, e);
-	int r = hyd_session_delete(s);
+	struct hyd__sess *s = hyd__sched_remove(d->sc, e);
+	int r = hyd__sess_delete(s);
 	if (r < 0)
 		FAIL(r, "cannot delete the session file: %s", strerror(-r));
 	hyd_server_send_ok(c, req->id, 0);
@@ -497,7 +497,7 @@ static int do_list(struct hydd *d, struct hyd_conn *c, const struct hyd_request 
 	const uint32_t uid = hyd_server_conn_uid(c);
 	uint64_t n = 0;
 	for (struct hyd_sched_sess *e = hyd__sched_sessions(d->sc); e; e = e->next) {
-		if (hyd_session_owner(e->s) != uid)
+		if (hyd__sess_owner(e->s) != uid)
 			continue;
 		struct hyd_wire_session_info w;
 		fill_info(e, &w);
@@ -513,8 +513,8 @@ static int do_status(struct hydd *d, struct hyd_conn *c, const struct hyd_reques
 {
 	struct hyd_wire_status w;
 	memset(&w, 0, sizeof(w));
-	struct hyd_session_usage u;
-	hyd_session_store_usage(d->store, &u);
+	struct hyd__sess_usage u;
+	hyd__sess_store_usage(d->store, &u);
 	struct hyd_sched_stats ss;
 	hyd__sched_stats(d->sc, &ss);
 	struct timespec ts;
@@ -554,7 +554,7 @@ static int do_tokenize(struct hydd *d, struct hyd_conn *c, const struct hyd_requ
 	unsigned flags = (m.flags & HYD_APPEND_SPECIAL) ? HYD_TOK_PARSE_SPECIAL : 0;
 	int32_t *t;
 	size_t n;
-	int r = hyd_tokenize(tk, (const char *)req->payload + sizeof(m), m.count, flags, &t, &n);
+	int r = hyd_tokenizer_encode(tk, (const char *)req->payload + sizeof(m), m.count, flags, &t, &n);
 	if (r < 0)
 		FAIL(r, "cannot tokenize the text: %s", strerror(-r));
 	const bool bos = (m.flags & HYD_APPEND_BOS) && hyd_tokenizer_add_bos(tk) && hyd_tokenizer_bos(tk) >= 0;

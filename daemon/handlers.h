@@ -17,8 +17,8 @@ struct hyd_request;
 struct hydd {
 	const struct hydd_config *cfg;
 	struct hyd_model *m;
-	struct hyd_session_model smodel;     /* what the store was opened with */
-	struct hyd_session_store *store;
+	struct hyd__sess_model smodel;     /* what the store was opened with */
+	struct hyd__sess_store *store;
 	struct hyd_sched *sc;
 	struct hyd_server *srv;
 	char state_dir[4096];

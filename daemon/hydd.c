@@ -46,7 +46,7 @@ struct scan {
 	size_t n, cap;
 };
 
-static int scan_cb(void *ctx, const struct hyd_session_info *info)
+static int scan_cb(void *ctx, const struct hyd__sess_info *info)
 {
 	struct scan *sc = ctx;
 	if (!info->valid) {
@@ -71,12 +71,12 @@ static int scan_cb(void *ctx, const struct hyd_session_info *info)
 static int reattach(struct hydd *d)
 {
 	struct scan sc = { .d = d };
-	int r = hyd_session_list(d->store, scan_cb, &sc);
+	int r = hyd__sess_list(d->store, scan_cb, &sc);
 	uint32_t ok = 0, bad = 0;
 	for (size_t i = 0; r >= 0 && i < sc.n; i++) {
-		struct hyd_session *s;
+		struct hyd__sess *s;
 		char err[256] = "";
-		int a = hyd_session_attach(d->store, sc.names[i], HYD_SESSION_ANY_UID, &s, err, sizeof(err));
+		int a = hyd__sess_attach(d->store, sc.names[i], HYD_SESSION_ANY_UID, &s, err, sizeof(err));
 		if (a < 0) {
 			hyd__hydd_log(d, HYD_SRV_LOG_WARNING, "session %s cannot be attached: %s (left in place)",
 				      sc.names[i], err[0] ? err : strerror(-a));
@@ -86,20 +86,20 @@ static int reattach(struct hydd *d)
 		if (hyd__sched_n_sessions(d->sc) >= d->max_sessions) {
 			hyd__hydd_log(d, HYD_SRV_LOG_WARNING, "session %s not attached: --max-sessions %u reached",
 				      sc.names[i], d->max_sessions);
-			hyd_session_detach(s);
+			hyd__sess_detach(s);
 			bad++;
 			continue;
 		}
 		if ((a = hyd__sched_add(d->sc, s, NULL)) < 0) {
 			hyd__hydd_log(d, HYD_SRV_LOG_WARNING, "session %s not attached: %s", sc.names[i],
 				      a == -EEXIST ? "its short id collides with another session's" : strerror(-a));
-			hyd_session_detach(s);
+			hyd__sess_detach(s);
 			bad++;
 			continue;
 		}
-		if (hyd_session_replay_to(s) > hyd_session_pos(s))
+		if (hyd__sess_replay_to(s) > hyd__sess_pos(s))
 			hyd__hydd_log(d, HYD_SRV_LOG_DEBUG, "session %s: %u tokens, %u pending evaluation", sc.names[i],
-				      hyd_session_replay_to(s), hyd_session_replay_to(s) - hyd_session_pos(s));
+				      hyd__sess_replay_to(s), hyd__sess_replay_to(s) - hyd__sess_pos(s));
 		ok++;
 	}
 	hyd_free(sc.names);
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
 	/* the session store, for this model */
 	if (cfg.state_dir) {
 		snprintf(d.state_dir, sizeof(d.state_dir), "%s", cfg.state_dir);
-	} else if ((r = hyd_session_default_dir(d.state_dir, sizeof(d.state_dir))) < 0) {
+	} else if ((r = hyd__sess_default_dir(d.state_dir, sizeof(d.state_dir))) < 0) {
 		hyd__hydd_log(&d, HYD_SRV_LOG_ERR, "no state directory: set --state-dir or XDG_RUNTIME_DIR");
 		rc = EXIT_USAGE;
 		goto out;
@@ -191,8 +191,8 @@ int main(int argc, char **argv)
 	d.smodel.layouts = layouts;
 	d.smodel.state_init = state_init;
 	d.smodel.state_init_ctx = d.m;
-	struct hyd_session_store_opts so = { .dir = d.state_dir, .memory_limit = cfg.memory_limit };
-	if ((r = hyd_session_store_open(&so, &d.smodel, &d.store, err, sizeof(err))) < 0) {
+	struct hyd__sess_store_opts so = { .dir = d.state_dir, .memory_limit = cfg.memory_limit };
+	if ((r = hyd__sess_store_open(&so, &d.smodel, &d.store, err, sizeof(err))) < 0) {
 		hyd__hydd_log(&d, HYD_SRV_LOG_ERR, "cannot open the state directory %s: %s", d.state_dir,
 			      err[0] ? err : strerror(-r));
 		goto out;
@@ -260,7 +260,7 @@ out:
 	/* Clients first (they reference jobs), then jobs and sessions, then the store. */
 	hyd_server_free(d.srv);
 	hyd__sched_free(d.sc);
-	hyd_session_store_close(d.store);
+	hyd__sess_store_close(d.store);
 	hyd_model_free(d.m);
 	hyd_free(kinds);
 	hyd_free(layouts);

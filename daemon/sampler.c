@@ -20,15 +20,15 @@ struct hyd_sampler {
 	struct cand *c;
 };
 
-void hyd_sampling_defaults(struct hyd_sampling *s)
+void hyd_sampler_defaults(struct hyd_sampler_params *s)
 {
-	*s = (struct hyd_sampling){
+	*s = (struct hyd_sampler_params){
 		.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
 		.repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0,
 	};
 }
 
-int hyd_sampling_validate(const struct hyd_sampling *s, char *err, size_t errlen)
+int hyd_sampler_validate(const struct hyd_sampler_params *s, char *err, size_t errlen)
 {
 	const char *bad = NULL;
 	if (!isfinite(s->temperature) || s->temperature > 100)
@@ -113,7 +113,7 @@ static int by_value_desc(const void *a, const void *b)
 	return x->id - y->id; /* deterministic order for equal logits */
 }
 
-static void apply_penalty(const struct hyd_sampling *p, float *logits, uint32_t n_vocab, const int32_t *hist,
+static void apply_penalty(const struct hyd_sampler_params *p, float *logits, uint32_t n_vocab, const int32_t *hist,
 			  size_t n_hist)
 {
 	if (p->repeat_penalty == 1.0f || p->repeat_last_n == 0 || !hist)
@@ -135,7 +135,7 @@ static void apply_penalty(const struct hyd_sampling *p, float *logits, uint32_t 
 	}
 }
 
-int32_t hyd_sampler_pick(struct hyd_sampler *s, const struct hyd_sampling *p, struct hyd_rng *rng, float *logits,
+int32_t hyd_sampler_pick(struct hyd_sampler *s, const struct hyd_sampler_params *p, struct hyd_rng *rng, float *logits,
 			 const int32_t *history, size_t n_history)
 {
 	const uint32_t n = s->n_vocab;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct hyd_sampling {
+struct hyd_sampler_params {
 	float temperature;    /* <= 0: greedy */
 	int32_t top_k;        /* <= 0: off */
 	float top_p;          /* >= 1: off */
@@ -18,9 +18,9 @@ struct hyd_sampling {
 };
 
 /* Sane defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, no repetition penalty. */
-void hyd_sampling_defaults(struct hyd_sampling *s);
+void hyd_sampler_defaults(struct hyd_sampler_params *s);
 /* -EINVAL naming the field in err when a value is out of range (NaN, negative top_p ...). */
-int hyd_sampling_validate(const struct hyd_sampling *s, char *err, size_t errlen);
+int hyd_sampler_validate(const struct hyd_sampler_params *s, char *err, size_t errlen);
 
 struct hyd_rng {
 	uint64_t s[4];
@@ -32,7 +32,7 @@ struct hyd_sampler;
 int hyd_sampler_new(uint32_t n_vocab, struct hyd_sampler **ret);
 void hyd_sampler_free(struct hyd_sampler *s);
 /* Picks the next token. logits (n_vocab floats) are modified. history: the session's tokens. */
-int32_t hyd_sampler_pick(struct hyd_sampler *s, const struct hyd_sampling *p, struct hyd_rng *rng, float *logits,
+int32_t hyd_sampler_pick(struct hyd_sampler *s, const struct hyd_sampler_params *p, struct hyd_rng *rng, float *logits,
 			 const int32_t *history, size_t n_history);
 
 #endif

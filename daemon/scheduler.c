@@ -116,7 +116,7 @@ void hyd__sched_free(struct hyd_sched *sc)
 	while (sc->sessions) {
 		struct hyd_sched_sess *e = sc->sessions;
 		sc->sessions = e->next;
-		hyd_session_detach(e->s);
+		hyd__sess_detach(e->s);
 		hyd_free(e);
 	}
 	hyd_sampler_free(sc->smp);
@@ -142,9 +142,9 @@ uint64_t hyd__sched_wid(const char *id)
 	return v;
 }
 
-int hyd__sched_add(struct hyd_sched *sc, struct hyd_session *s, struct hyd_sched_sess **ret)
+int hyd__sched_add(struct hyd_sched *sc, struct hyd__sess *s, struct hyd_sched_sess **ret)
 {
-	uint64_t wid = hyd__sched_wid(hyd_session_id(s));
+	uint64_t wid = hyd__sched_wid(hyd__sess_id(s));
 	if (!wid)
 		return -EINVAL;
 	if (hyd__sched_find(sc, wid, HYD_SESSION_ANY_UID))
@@ -162,7 +162,7 @@ int hyd__sched_add(struct hyd_sched *sc, struct hyd_session *s, struct hyd_sched
 	return 0;
 }
 
-struct hyd_session *hyd__sched_remove(struct hyd_sched *sc, struct hyd_sched_sess *e)
+struct hyd__sess *hyd__sched_remove(struct hyd_sched *sc, struct hyd_sched_sess *e)
 {
 	for (struct hyd_sched_sess **p = &sc->sessions; *p; p = &(*p)->next)
 		if (*p == e) {
@@ -175,7 +175,7 @@ struct hyd_session *hyd__sched_remove(struct hyd_sched *sc, struct hyd_sched_ses
 		job_unlink(sc, j);
 		job_free(j);
 	}
-	struct hyd_session *s = e->s;
+	struct hyd__sess *s = e->s;
 	hyd_free(e);
 	return s;
 }
@@ -183,7 +183,7 @@ struct hyd_session *hyd__sched_remove(struct hyd_sched *sc, struct hyd_sched_ses
 struct hyd_sched_sess *hyd__sched_find(struct hyd_sched *sc, uint64_t wid, uint32_t uid)
 {
 	for (struct hyd_sched_sess *e = sc->sessions; e; e = e->next)
-		if (e->wid == wid && (uid == HYD_SESSION_ANY_UID || hyd_session_owner(e->s) == uid))
+		if (e->wid == wid && (uid == HYD_SESSION_ANY_UID || hyd__sess_owner(e->s) == uid))
 			return e;
 	return NULL;
 }
@@ -193,8 +193,8 @@ struct hyd_sched_sess *hyd__sched_find_name(struct hyd_sched *sc, const char *na
 	if (!name || !name[0])
 		return NULL;
 	for (struct hyd_sched_sess *e = sc->sessions; e; e = e->next)
-		if ((uid == HYD_SESSION_ANY_UID || hyd_session_owner(e->s) == uid) &&
-		    !strcmp(hyd_session_label(e->s), name))
+		if ((uid == HYD_SESSION_ANY_UID || hyd__sess_owner(e->s) == uid) &&
+		    !strcmp(hyd__sess_label(e->s), name))
 			return e;
 	return NULL;
 }
@@ -211,28 +211,28 @@ uint32_t hyd__sched_n_sessions(const struct hyd_sched *sc)
 
 uint32_t hyd__sched_n_tokens(const struct hyd_sched_sess *e)
 {
-	return hyd_session_replay_to(e->s);
+	return hyd__sess_replay_to(e->s);
 }
 
 int hyd__sched_truncate(struct hyd_sched *sc, struct hyd_sched_sess *e, uint32_t n)
 {
-	struct hyd_session *s = e->s;
+	struct hyd__sess *s = e->s;
 	if (e->job)
 		return -EBUSY;
-	if (n > hyd_session_replay_to(s))
+	if (n > hyd__sess_replay_to(s))
 		return -EINVAL;
-	const uint32_t pos = hyd_session_pos(s);
+	const uint32_t pos = hyd__sess_pos(s);
 	if (n == 0)
-		return hyd_session_reset(s);
+		return hyd__sess_reset(s);
 	if (n > pos)
-		return hyd_session_set_pending_end(s, n);
+		return hyd__sess_set_pending_end(s, n);
 	/* Token n-1 must end up pending: roll back to n-1 and record it again. */
-	int32_t last = hyd_session_tokens(s)[n - 1];
-	int r = hyd_session_set_pending_end(s, pos);
+	int32_t last = hyd__sess_tokens(s)[n - 1];
+	int r = hyd__sess_set_pending_end(s, pos);
 	if (r == 0)
-		r = hyd_session_truncate(s, n - 1);
+		r = hyd__sess_truncate(s, n - 1);
 	if (r >= 0)
-		r = hyd_session_push_pending(s, &last, 1);
+		r = hyd__sess_push_pending(s, &last, 1);
 	return r;
 }
 
@@ -249,12 +249,12 @@ int hyd__sched_append(struct hyd_sched *sc, struct hyd_sched_sess *e, const int3
 				 sc->n_vocab);
 			return -EINVAL;
 		}
-	const uint32_t have = hyd_session_replay_to(e->s), cap = hyd_session_max_ctx(e->s);
+	const uint32_t have = hyd__sess_replay_to(e->s), cap = hyd__sess_max_ctx(e->s);
 	if (n > cap - have) {
 		snprintf(err, errlen, "context full: %u + %u tokens exceed the session's %u", have, n, cap);
 		return -ENOSPC;
 	}
-	int r = hyd_session_push_pending(e->s, tokens, n);
+	int r = hyd__sess_push_pending(e->s, tokens, n);
 	if (r)
 		snprintf(err, errlen, "cannot record the tokens: %s", strerror(-r));
 	return r;
@@ -263,19 +263,19 @@ int hyd__sched_append(struct hyd_sched *sc, struct hyd_sched_sess *e, const int3
 int hyd__sched_generate(struct hyd_sched *sc, struct hyd_sched_sess *e, uint64_t conn, uint64_t req,
 			const struct hyd_sched_gen *g, char *err, size_t errlen)
 {
-	struct hyd_session *s = e->s;
+	struct hyd__sess *s = e->s;
 	if (e->job) {
 		snprintf(err, errlen, "the session is already generating");
 		return -EBUSY;
 	}
-	uint32_t pos = hyd_session_pos(s), end = hyd_session_replay_to(s);
+	uint32_t pos = hyd__sess_pos(s), end = hyd__sess_replay_to(s);
 	if (end == 0) {
 		snprintf(err, errlen, "the session is empty: append a prompt first");
 		return -EINVAL;
 	}
-	if (end >= hyd_session_max_ctx(s)) {
+	if (end >= hyd__sess_max_ctx(s)) {
 		snprintf(err, errlen, "context full: the session holds %u of %u tokens", end,
-			 hyd_session_max_ctx(s));
+			 hyd__sess_max_ctx(s));
 		return -ENOSPC;
 	}
 	int r;
@@ -286,7 +286,7 @@ int hyd__sched_generate(struct hyd_sched *sc, struct hyd_sched_sess *e, uint64_t
 			snprintf(err, errlen, "cannot rewind the last token: %s", strerror(-r));
 			return r;
 		}
-		pos = hyd_session_pos(s);
+		pos = hyd__sess_pos(s);
 	}
 	struct hyd_sched_job *j = hyd_calloc(1, sizeof(*j));
 	if (!j) {
@@ -424,13 +424,13 @@ void hyd__sched_drop_conn(struct hyd_sched *sc, uint64_t conn)
  * commit, stream. */
 static void after_step(struct hyd_sched *sc, struct hyd_sched_job *j, uint32_t n, float *lg)
 {
-	struct hyd_session *s = j->e->s;
-	const uint32_t pos = hyd_session_pos(s), end = hyd_session_replay_to(s);
-	const int32_t *hist = hyd_session_tokens(s);
+	struct hyd__sess *s = j->e->s;
+	const uint32_t pos = hyd__sess_pos(s), end = hyd__sess_replay_to(s);
+	const int32_t *hist = hyd__sess_tokens(s);
 	int r;
 	if (pos + n < end) {
 		/* a prefill chunk with more to come: nothing to sample yet */
-		if ((r = hyd_session_commit(s, n, hist + pos)) < 0)
+		if ((r = hyd__sess_commit(s, n, hist + pos)) < 0)
 			finish(sc, j, HYD_SCHED_ERROR, r, true);
 		return;
 	}
@@ -440,8 +440,8 @@ static void after_step(struct hyd_sched *sc, struct hyd_sched_job *j, uint32_t n
 	/* Record the sampled token before the commit makes the step count: a crash in between
 	 * re-evaluates the step with this token (correct, if not the same chunking); a crash after
 	 * it finds the token pending.  Either way nothing needs logits that are gone. */
-	bool recorded = hyd_session_push_pending(s, &tok, 1) == 0;
-	if ((r = hyd_session_commit(s, n, hist + pos)) < 0) {
+	bool recorded = hyd__sess_push_pending(s, &tok, 1) == 0;
+	if ((r = hyd__sess_commit(s, n, hist + pos)) < 0) {
 		finish(sc, j, HYD_SCHED_ERROR, r, true);
 		return;
 	}
@@ -465,7 +465,7 @@ static void after_step(struct hyd_sched *sc, struct hyd_sched_job *j, uint32_t n
 		complete(sc, j, HYD_SCHED_STOP, 0);
 	else if (j->g.max_tokens && j->n_generated >= j->g.max_tokens)
 		complete(sc, j, HYD_SCHED_MAX_TOKENS, 0);
-	else if (hyd_session_replay_to(s) >= hyd_session_max_ctx(s))
+	else if (hyd__sess_replay_to(s) >= hyd__sess_max_ctx(s))
 		complete(sc, j, HYD_SCHED_MAX_TOKENS, 0);
 }
 
@@ -485,8 +485,8 @@ int hyd__sched_step(struct hyd_sched *sc)
 	for (uint32_t k = 0; k < nj && nb < sc->max_batch; k++, j = j->next ? j->next : sc->jobs) {
 		if (sc->sink.paused && sc->sink.paused(sc->sink.ctx, j->conn))
 			continue;
-		struct hyd_session *s = j->e->s;
-		const uint32_t pos = hyd_session_pos(s), end = hyd_session_replay_to(s);
+		struct hyd__sess *s = j->e->s;
+		const uint32_t pos = hyd__sess_pos(s), end = hyd__sess_replay_to(s);
 		uint32_t n = end - pos < sc->max_chunk ? end - pos : sc->max_chunk;
 		if (n == 0 || (nb && rows + n > sc->row_budget))
 			continue;
@@ -503,17 +503,17 @@ int hyd__sched_step(struct hyd_sched *sc)
 	uint32_t ok = 0;
 	for (uint32_t i = 0; i < nb; i++) {
 		struct hyd_sched_job *b = sc->bjobs[i];
-		struct hyd_session *s = b->e->s;
-		const uint32_t pos = hyd_session_pos(s);
-		int r = hyd_session_ensure_capacity(s, pos + sc->ns[i]);
+		struct hyd__sess *s = b->e->s;
+		const uint32_t pos = hyd__sess_pos(s);
+		int r = hyd__sess_ensure_capacity(s, pos + sc->ns[i]);
 		if (r < 0) {
 			finish(sc, b, HYD_SCHED_ERROR, r, true);
 			continue;
 		}
 		sc->bjobs[ok] = b;
 		sc->ns[ok] = sc->ns[i];
-		sc->views[ok] = hyd_session_view(s);
-		sc->toks[ok] = hyd_session_tokens(s) + pos;
+		sc->views[ok] = hyd__sess_view(s);
+		sc->toks[ok] = hyd__sess_tokens(s) + pos;
 		ok++;
 	}
 	if (!ok)

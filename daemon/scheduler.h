@@ -4,7 +4,7 @@
  * streams what was sampled.
  *
  * A session's tokens are [0, pos) evaluated and committed, then [pos, replay_to) pending
- * (recorded in the session file, not yet evaluated: hyd_session_push_pending()).  Appending
+ * (recorded in the session file, not yet evaluated: hyd__sess_push_pending()).  Appending
  * text only records pending tokens; a generation evaluates them (chunks of at most max_chunk,
  * from pos, as `hyd run` does), samples a token, records it as pending BEFORE committing the
  * step, and streams it.  So a non-empty session always ends with a pending token, and a
@@ -51,7 +51,7 @@ struct hyd_sched_sink {
 
 /* One attached session. */
 struct hyd_sched_sess {
-	struct hyd_session *s;
+	struct hyd__sess *s;
 	uint64_t wid;               /* the id on the wire: the first 64 of the id's 128 random bits */
 	struct hyd_sched_job *job;  /* the generation running on it, or NULL */
 	struct hyd_sched_sess *next;
@@ -62,11 +62,11 @@ struct hyd_sched_opts {
 	uint32_t row_budget;  /* token rows in one step (the first session is always taken); 0: 2 x max_chunk */
 };
 
-/* A generate request, already validated by the caller (hyd_sampling_validate). */
+/* A generate request, already validated by the caller (hyd_sampler_validate). */
 #define HYD_SCHED_MAX_STOP 16
 #define HYD_SCHED_STOP_LEN 255
 struct hyd_sched_gen {
-	struct hyd_sampling sp; /* seed 0: random */
+	struct hyd_sampler_params sp; /* seed 0: random */
 	uint32_t max_tokens;    /* 0: until end of generation or the context is full */
 	uint32_t n_stop;
 	uint16_t stop_len[HYD_SCHED_MAX_STOP];
@@ -89,9 +89,9 @@ void hyd__sched_free(struct hyd_sched *sc);
 
 /* Register an attached session (the scheduler detaches it at free).  -EEXIST if its wire id is
  * taken (then the caller still owns s), -EINVAL for an id that is not hex, -ENOMEM. */
-int hyd__sched_add(struct hyd_sched *sc, struct hyd_session *s, struct hyd_sched_sess **ret);
+int hyd__sched_add(struct hyd_sched *sc, struct hyd__sess *s, struct hyd_sched_sess **ret);
 /* Forget a session (not generating) and hand it back to the caller to detach or delete. */
-struct hyd_session *hyd__sched_remove(struct hyd_sched *sc, struct hyd_sched_sess *e);
+struct hyd__sess *hyd__sched_remove(struct hyd_sched *sc, struct hyd_sched_sess *e);
 /* By wire id / by label, owned by uid (HYD_SESSION_ANY_UID: any).  NULL if none. */
 struct hyd_sched_sess *hyd__sched_find(struct hyd_sched *sc, uint64_t wid, uint32_t uid);
 struct hyd_sched_sess *hyd__sched_find_name(struct hyd_sched *sc, const char *name, uint32_t uid);

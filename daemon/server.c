@@ -119,23 +119,23 @@ static const struct backend_ops *pick_backend(struct hyd_server *srv, int *ret_e
 		else if (!strcmp(env, "io_uring") || !strcmp(env, "uring"))
 			want = HYD_IO_URING;
 		else
-			hyd__server_log(srv, HYD_LOG_WARNING, "ignoring HYD_IO_BACKEND=%s (io_uring or epoll)", env);
+			hyd__server_log(srv, HYD_SRV_LOG_WARNING, "ignoring HYD_IO_BACKEND=%s (io_uring or epoll)", env);
 	}
 	if (want == HYD_IO_EPOLL) {
-		hyd__server_log(srv, HYD_LOG_INFO, "event loop: epoll (requested)");
+		hyd__server_log(srv, HYD_SRV_LOG_INFO, "event loop: epoll (requested)");
 		return &hyd__server_epoll_ops;
 	}
 	int err = hyd__server_uring_available();
 	if (err == 0) {
-		hyd__server_log(srv, HYD_LOG_INFO, "event loop: io_uring with futex waits");
+		hyd__server_log(srv, HYD_SRV_LOG_INFO, "event loop: io_uring with futex waits");
 		return &hyd__server_uring_ops;
 	}
 	if (want == HYD_IO_URING) {
-		hyd__server_log(srv, HYD_LOG_ERR, "io_uring with futex waits unavailable: %s", strerror(-err));
+		hyd__server_log(srv, HYD_SRV_LOG_ERR, "io_uring with futex waits unavailable: %s", strerror(-err));
 		*ret_err = -EOPNOTSUPP;
 		return NULL;
 	}
-	hyd__server_log(srv, HYD_LOG_WARNING, "io_uring with futex waits unavailable (%s): event loop: epoll",
+	hyd__server_log(srv, HYD_SRV_LOG_WARNING, "io_uring with futex waits unavailable (%s): event loop: epoll",
 			strerror(-err));
 	return &hyd__server_epoll_ops;
 }
@@ -379,7 +379,7 @@ void hyd__server_accepted(struct hyd_server *srv, int fd)
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
-		hyd__server_log(srv, HYD_LOG_WARNING, "SO_PEERCRED failed: %s", strerror(errno));
+		hyd__server_log(srv, HYD_SRV_LOG_WARNING, "SO_PEERCRED failed: %s", strerror(errno));
 		close(fd);
 		return;
 	}
@@ -436,7 +436,7 @@ static void backlog_clear(struct hyd_conn *c)
 static void conn_teardown(struct hyd_conn *c)
 {
 	struct hyd_server *srv = c->srv;
-	hyd__server_log(srv, c->accepted ? HYD_LOG_INFO : HYD_LOG_DEBUG, "client %llu (uid %u pid %d) gone: %s",
+	hyd__server_log(srv, c->accepted ? HYD_SRV_LOG_INFO : HYD_SRV_LOG_DEBUG, "client %llu (uid %u pid %d) gone: %s",
 			(unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, c->reason);
 	if (c->accepted && srv->h.on_disconnect)
 		srv->h.on_disconnect(srv->h.userdata, c);
@@ -536,7 +536,7 @@ static void handshake(struct hyd_conn *c)
 	close(c->shm.fd);
 	c->shm.fd = -1;
 	if (c->state == CONN_READY)
-		hyd__server_log(srv, HYD_LOG_DEBUG, "client %llu connected (uid %u pid %d)", (unsigned long long)c->id,
+		hyd__server_log(srv, HYD_SRV_LOG_DEBUG, "client %llu connected (uid %u pid %d)", (unsigned long long)c->id,
 				(unsigned)c->uid, (int)c->pid);
 }
 

@@ -32,7 +32,7 @@ enum hyd_io_backend {
 	HYD_IO_EPOLL,
 };
 
-enum hyd_log_level { HYD_LOG_ERR = 3, HYD_LOG_WARNING = 4, HYD_LOG_INFO = 6, HYD_LOG_DEBUG = 7 };
+enum hyd_srv_log_level { HYD_SRV_LOG_ERR = 3, HYD_SRV_LOG_WARNING = 4, HYD_SRV_LOG_INFO = 6, HYD_SRV_LOG_DEBUG = 7 };
 
 struct hyd_server_opts {
 	const char *socket_path; /* NULL: $HYD_SOCKET, then the default (ipc/socket.h) */

@@ -72,7 +72,7 @@ static int process(struct hyd_server *srv, int timeout_ms)
 				int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 				if (fd < 0) {
 					if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-						hyd__server_log(srv, HYD_LOG_WARNING, "accept: %s", strerror(errno));
+						hyd__server_log(srv, HYD_SRV_LOG_WARNING, "accept: %s", strerror(errno));
 					break;
 				}
 				hyd__server_accepted(srv, fd);

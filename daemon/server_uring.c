@@ -126,7 +126,7 @@ static void handle_cqe(struct hyd_server *srv, const struct io_uring_cqe *cqe)
 		if (res >= 0) {
 			hyd__server_accepted(srv, res);
 		} else if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
-			hyd__server_log(srv, HYD_LOG_WARNING, "accept: %s", strerror(-res));
+			hyd__server_log(srv, HYD_SRV_LOG_WARNING, "accept: %s", strerror(-res));
 			srv->accept_retry_ns = hyd__now_ns() + ACCEPT_RETRY_NS;
 		}
 		return;

@@ -101,7 +101,7 @@ static int gen_id(char ret_id[HYD_SESSION_ID_LEN + 1])
 }
 
 /* Lay out a new session file for the store's model. */
-static int compute_layout(const struct hyd_session_store *st, struct hyd_sess_hdr *h, struct hyd_sess_layer *layers,
+static int compute_layout(const struct hyd__sess_store *st, struct hyd_sess_hdr *h, struct hyd_sess_layer *layers,
 			  uint64_t *ret_dense)
 {
 	memset(h, 0, sizeof(*h));
@@ -151,7 +151,7 @@ static uint64_t header_bytes(const struct hyd_sess_hdr *h)
 	return h->tokens_off + (uint64_t)h->max_ctx * sizeof(int32_t);
 }
 
-uint64_t hyd_session_bytes_for(const struct hyd_session_model *m, uint32_t n_tokens)
+uint64_t hyd__sess_bytes_for(const struct hyd__sess_model *m, uint32_t n_tokens)
 {
 	uint64_t b = sizeof(struct hyd_sess_hdr) + (uint64_t)m->n_layer * sizeof(struct hyd_sess_layer) +
 		     (uint64_t)m->max_ctx * sizeof(int32_t);
@@ -164,7 +164,7 @@ uint64_t hyd_session_bytes_for(const struct hyd_session_model *m, uint32_t n_tok
 	return b;
 }
 
-static uint64_t session_bytes(const struct hyd_session *s)
+static uint64_t session_bytes(const struct hyd__sess *s)
 {
 	uint64_t b = header_bytes(&s->h);
 	for (uint32_t i = 0; i < s->h.n_layer; i++)
@@ -172,7 +172,7 @@ static uint64_t session_bytes(const struct hyd_session *s)
 	return b;
 }
 
-static void account(struct hyd_session *s)
+static void account(struct hyd__sess *s)
 {
 	const uint64_t b = session_bytes(s);
 	s->st->bytes_in_use = s->st->bytes_in_use - s->bytes + b;
@@ -200,7 +200,7 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
-int hyd_session_default_dir(char *buf, size_t len)
+int hyd__sess_default_dir(char *buf, size_t len)
 {
 	const char *rt = getenv("XDG_RUNTIME_DIR");
 	int n;
@@ -213,7 +213,7 @@ int hyd_session_default_dir(char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-static int check_model(const struct hyd_session_model *m, char *err, size_t errlen)
+static int check_model(const struct hyd__sess_model *m, char *err, size_t errlen)
 {
 	if (!m || !m->kinds || !m->layouts || m->n_layer == 0 || m->n_layer > HYD_SESS_MAX_LAYERS) {
 		set_err(err, errlen, "%s", "session store: bad layer count");
@@ -237,8 +237,8 @@ static int check_model(const struct hyd_session_model *m, char *err, size_t errl
 	return 0;
 }
 
-int hyd_session_store_open(const struct hyd_session_store_opts *opts, const struct hyd_session_model *model,
-			   struct hyd_session_store **ret_store, char *err, size_t errlen)
+int hyd__sess_store_open(const struct hyd__sess_store_opts *opts, const struct hyd__sess_model *model,
+			   struct hyd__sess_store **ret_store, char *err, size_t errlen)
 {
 	if (!opts || !opts->dir || !opts->dir[0])
 		return -EINVAL;
@@ -264,7 +264,7 @@ int hyd_session_store_open(const struct hyd_session_store_opts *opts, const stru
 		return -EPERM;
 	}
 
-	struct hyd_session_store *st = hyd_calloc(1, sizeof(*st));
+	struct hyd__sess_store *st = hyd_calloc(1, sizeof(*st));
 	if (!st) {
 		close(dirfd);
 		return -ENOMEM;
@@ -280,7 +280,7 @@ int hyd_session_store_open(const struct hyd_session_store_opts *opts, const stru
 	st->layouts = hyd_calloc(model->n_layer, sizeof(*st->layouts));
 	st->kind_of = hyd_calloc(model->n_layer, sizeof(*st->kind_of));
 	if (!st->kinds || !st->layouts || !st->kind_of) {
-		hyd_session_store_close(st);
+		hyd__sess_store_close(st);
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < model->n_layer; i++) {
@@ -294,7 +294,7 @@ int hyd_session_store_open(const struct hyd_session_store_opts *opts, const stru
 		if (k == st->n_kinds) {
 			if (k == HYD_SESSION_MAX_KINDS) {
 				set_err(err, errlen, "%s", "session store: too many layer kinds");
-				hyd_session_store_close(st);
+				hyd__sess_store_close(st);
 				return -EINVAL;
 			}
 			strcpy(st->kind_names[k], st->kinds[i]);
@@ -306,12 +306,12 @@ int hyd_session_store_open(const struct hyd_session_store_opts *opts, const stru
 	return 0;
 }
 
-void hyd_session_store_close(struct hyd_session_store *st)
+void hyd__sess_store_close(struct hyd__sess_store *st)
 {
 	if (!st)
 		return;
 	while (st->sessions)
-		hyd_session_detach(st->sessions);
+		hyd__sess_detach(st->sessions);
 	if (st->dirfd >= 0)
 		close(st->dirfd);
 	hyd_free(st->kinds);
@@ -338,7 +338,7 @@ static int reserve(int fd, uint64_t off, uint64_t len)
 	return 0;
 }
 
-static void publish_commit(struct hyd_session *s, uint32_t pos, uint32_t si)
+static void publish_commit(struct hyd__sess *s, uint32_t pos, uint32_t si)
 {
 	__atomic_store_n(&s->hdr->commit, HYD_SESS_COMMIT(pos, si), __ATOMIC_RELEASE);
 	s->pos = pos;
@@ -347,13 +347,13 @@ static void publish_commit(struct hyd_session *s, uint32_t pos, uint32_t si)
 	s->view.state_index = si;
 }
 
-static void set_flags(struct hyd_session *s, uint32_t flags)
+static void set_flags(struct hyd__sess *s, uint32_t flags)
 {
 	__atomic_store_n(&s->hdr->flags, flags, __ATOMIC_RELEASE);
 	s->h.flags = flags;
 }
 
-static void set_n_pages(struct hyd_session *s, uint32_t i, uint32_t n)
+static void set_n_pages(struct hyd__sess *s, uint32_t i, uint32_t n)
 {
 	__atomic_store_n(&s->map_layers[i].n_pages, n, __ATOMIC_RELEASE);
 	s->layers[i].n_pages = n;
@@ -362,7 +362,7 @@ static void set_n_pages(struct hyd_session *s, uint32_t i, uint32_t n)
 
 /* Empty state: pos 0 published first, then the fixed regions initialised, then the flag that
  * asked for it cleared; a crash anywhere in between repeats this at the next attach. */
-static void run_init(struct hyd_session *s)
+static void run_init(struct hyd__sess *s)
 {
 	publish_commit(s, 0, 0);
 	if (s->st->state_init) {
@@ -374,7 +374,7 @@ static void run_init(struct hyd_session *s)
 	set_flags(s, s->h.flags & ~HYD_SESS_F_NEEDS_INIT);
 }
 
-static void drop_pages(struct hyd_session *s, uint32_t n_tokens)
+static void drop_pages(struct hyd__sess *s, uint32_t n_tokens)
 {
 	for (uint32_t i = 0; i < s->h.n_layer; i++) {
 		const struct hyd_sess_layer *L = &s->layers[i];
@@ -391,7 +391,7 @@ static void drop_pages(struct hyd_session *s, uint32_t n_tokens)
 	account(s);
 }
 
-static void session_free(struct hyd_session *s)
+static void session_free(struct hyd__sess *s)
 {
 	if (s->base)
 		munmap(s->base, s->size);
@@ -405,8 +405,8 @@ static void session_free(struct hyd_session *s)
 }
 
 /* Attach an open session file (takes ownership of fd on success). */
-static int attach_fd(struct hyd_session_store *st, int fd, const char *id, uint32_t uid,
-		     struct hyd_session **ret_session, char *err, size_t errlen)
+static int attach_fd(struct hyd__sess_store *st, int fd, const char *id, uint32_t uid,
+		     struct hyd__sess **ret_session, char *err, size_t errlen)
 {
 	struct stat sb;
 	if (fstat(fd, &sb) < 0)
@@ -439,7 +439,7 @@ static int attach_fd(struct hyd_session_store *st, int fd, const char *id, uint3
 		return rc;
 	}
 
-	struct hyd_session *s = hyd_calloc(1, sizeof(*s));
+	struct hyd__sess *s = hyd_calloc(1, sizeof(*s));
 	if (!s) {
 		hyd_free(layers);
 		return -ENOMEM;
@@ -512,8 +512,8 @@ static int attach_fd(struct hyd_session_store *st, int fd, const char *id, uint3
 	return 0;
 }
 
-int hyd_session_attach(struct hyd_session_store *st, const char *id, uint32_t uid,
-		       struct hyd_session **ret_session, char *err, size_t errlen)
+int hyd__sess_attach(struct hyd__sess_store *st, const char *id, uint32_t uid,
+		       struct hyd__sess **ret_session, char *err, size_t errlen)
 {
 	if (!id || !valid_id(id)) {
 		set_err(err, errlen, "%s", "not a session id (32 hex digits)");
@@ -531,11 +531,11 @@ int hyd_session_attach(struct hyd_session_store *st, const char *id, uint32_t ui
 	return rc;
 }
 
-void hyd_session_detach(struct hyd_session *s)
+void hyd__sess_detach(struct hyd__sess *s)
 {
 	if (!s)
 		return;
-	struct hyd_session_store *st = s->st;
+	struct hyd__sess_store *st = s->st;
 	st->bytes_in_use -= s->bytes;
 	if (s->prev)
 		s->prev->next = s->next;
@@ -546,25 +546,25 @@ void hyd_session_detach(struct hyd_session *s)
 	session_free(s);
 }
 
-int hyd_session_delete(struct hyd_session *s)
+int hyd__sess_delete(struct hyd__sess *s)
 {
 	if (unlinkat(s->st->dirfd, s->id, 0) < 0)
 		return -errno;
-	hyd_session_detach(s);
+	hyd__sess_detach(s);
 	return 0;
 }
 
 static bool valid_name(const char *name)
 {
 	return name && name[0] && strchr(name, '/') == NULL && strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
-	       strlen(name) < sizeof(((struct hyd_session_info *)0)->name);
+	       strlen(name) < sizeof(((struct hyd__sess_info *)0)->name);
 }
 
-int hyd_session_remove(struct hyd_session_store *st, const char *name)
+int hyd__sess_remove(struct hyd__sess_store *st, const char *name)
 {
 	if (!valid_name(name))
 		return -EINVAL;
-	for (struct hyd_session *s = st->sessions; s; s = s->next)
+	for (struct hyd__sess *s = st->sessions; s; s = s->next)
 		if (strcmp(s->id, name) == 0)
 			return -EBUSY;
 	int fd = openat(st->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -582,8 +582,8 @@ int hyd_session_remove(struct hyd_session_store *st, const char *name)
 
 /* ------------------------------------------------------------------------------- creating */
 
-int hyd__sess_publish(struct hyd_session_store *st, uint64_t size, uint64_t dense_bytes,
-		      int (*fill)(void *ctx, int fd), void *ctx, struct hyd_session **ret_session)
+int hyd__sess_publish(struct hyd__sess_store *st, uint64_t size, uint64_t dense_bytes,
+		      int (*fill)(void *ctx, int fd), void *ctx, struct hyd__sess **ret_session)
 {
 	char id[HYD_SESSION_ID_LEN + 1], tmp[HYD_SESSION_ID_LEN + 8];
 	int rc = gen_id(id);
@@ -642,8 +642,8 @@ static void copy_label(char dst[HYD_SESS_LABEL_LEN], const char *label)
 		snprintf(dst, HYD_SESS_LABEL_LEN, "%s", label);
 }
 
-int hyd_session_create(struct hyd_session_store *st, uint32_t uid, const char *label,
-		       struct hyd_session **ret_session)
+int hyd__sess_create(struct hyd__sess_store *st, uint32_t uid, const char *label,
+		       struct hyd__sess **ret_session)
 {
 	struct hyd_sess_hdr h;
 	struct hyd_sess_layer *layers = hyd_calloc(st->n_layer, sizeof(*layers));
@@ -674,57 +674,57 @@ out:
 
 /* ------------------------------------------------------------------------------ stepping */
 
-const char *hyd_session_id(const struct hyd_session *s)
+const char *hyd__sess_id(const struct hyd__sess *s)
 {
 	return s->id;
 }
 
-uint32_t hyd_session_owner(const struct hyd_session *s)
+uint32_t hyd__sess_owner(const struct hyd__sess *s)
 {
 	return s->h.owner_uid;
 }
 
-uint32_t hyd_session_pos(const struct hyd_session *s)
+uint32_t hyd__sess_pos(const struct hyd__sess *s)
 {
 	return s->pos;
 }
 
-uint32_t hyd_session_state_index(const struct hyd_session *s)
+uint32_t hyd__sess_state_index(const struct hyd__sess *s)
 {
 	return s->state_index;
 }
 
-uint32_t hyd_session_max_ctx(const struct hyd_session *s)
+uint32_t hyd__sess_max_ctx(const struct hyd__sess *s)
 {
 	return s->h.max_ctx;
 }
 
-int64_t hyd_session_created(const struct hyd_session *s)
+int64_t hyd__sess_created(const struct hyd__sess *s)
 {
 	return s->h.created;
 }
 
-const char *hyd_session_label(const struct hyd_session *s)
+const char *hyd__sess_label(const struct hyd__sess *s)
 {
 	return s->h.label;
 }
 
-const int32_t *hyd_session_tokens(const struct hyd_session *s)
+const int32_t *hyd__sess_tokens(const struct hyd__sess *s)
 {
 	return s->tokens;
 }
 
-struct hyd_seq_view *hyd_session_view(struct hyd_session *s)
+struct hyd_seq_view *hyd__sess_view(struct hyd__sess *s)
 {
 	return &s->view;
 }
 
-uint32_t hyd_session_replay_to(const struct hyd_session *s)
+uint32_t hyd__sess_replay_to(const struct hyd__sess *s)
 {
 	return s->h.replay_to > s->pos ? s->h.replay_to : s->pos;
 }
 
-int hyd_session_ensure_capacity(struct hyd_session *s, uint32_t n_tokens)
+int hyd__sess_ensure_capacity(struct hyd__sess *s, uint32_t n_tokens)
 {
 	if (n_tokens > s->h.max_ctx)
 		return -E2BIG;
@@ -760,7 +760,7 @@ int hyd_session_ensure_capacity(struct hyd_session *s, uint32_t n_tokens)
 	return rc;
 }
 
-int hyd_session_commit(struct hyd_session *s, uint32_t n, const int32_t *tokens)
+int hyd__sess_commit(struct hyd__sess *s, uint32_t n, const int32_t *tokens)
 {
 	if (n == 0 || !tokens)
 		return -EINVAL;
@@ -787,9 +787,9 @@ int hyd_session_commit(struct hyd_session *s, uint32_t n, const int32_t *tokens)
 	return 0;
 }
 
-int hyd_session_push_pending(struct hyd_session *s, const int32_t *tokens, uint32_t n)
+int hyd__sess_push_pending(struct hyd__sess *s, const int32_t *tokens, uint32_t n)
 {
-	const uint32_t end = hyd_session_replay_to(s);
+	const uint32_t end = hyd__sess_replay_to(s);
 	if (n == 0)
 		return 0;
 	if (!tokens)
@@ -803,9 +803,9 @@ int hyd_session_push_pending(struct hyd_session *s, const int32_t *tokens, uint3
 	return 0;
 }
 
-int hyd_session_set_pending_end(struct hyd_session *s, uint32_t end)
+int hyd__sess_set_pending_end(struct hyd__sess *s, uint32_t end)
 {
-	if (end < s->pos || end > hyd_session_replay_to(s))
+	if (end < s->pos || end > hyd__sess_replay_to(s))
 		return -ERANGE;
 	const uint32_t v = end > s->pos ? end : 0;
 	__atomic_store_n(&s->hdr->replay_to, v, __ATOMIC_RELEASE);
@@ -813,7 +813,7 @@ int hyd_session_set_pending_end(struct hyd_session *s, uint32_t end)
 	return 0;
 }
 
-static bool has_fixed_state(const struct hyd_session *s)
+static bool has_fixed_state(const struct hyd__sess *s)
 {
 	for (uint32_t i = 0; i < s->h.n_layer; i++)
 		if (s->layers[i].fixed_bytes)
@@ -821,7 +821,7 @@ static bool has_fixed_state(const struct hyd_session *s)
 	return false;
 }
 
-static void reset_for_replay(struct hyd_session *s, uint32_t n)
+static void reset_for_replay(struct hyd__sess *s, uint32_t n)
 {
 	__atomic_store_n(&s->hdr->replay_to, n, __ATOMIC_RELEASE);
 	s->h.replay_to = n;
@@ -830,7 +830,7 @@ static void reset_for_replay(struct hyd_session *s, uint32_t n)
 	drop_pages(s, n);
 }
 
-int hyd_session_truncate(struct hyd_session *s, uint32_t n)
+int hyd__sess_truncate(struct hyd__sess *s, uint32_t n)
 {
 	if (n > s->pos)
 		return -ERANGE;
@@ -846,7 +846,7 @@ int hyd_session_truncate(struct hyd_session *s, uint32_t n)
 	return 0;
 }
 
-int hyd_session_reset(struct hyd_session *s)
+int hyd__sess_reset(struct hyd__sess *s)
 {
 	reset_for_replay(s, 0);
 	return 0;
@@ -854,7 +854,7 @@ int hyd_session_reset(struct hyd_session *s)
 
 /* ------------------------------------------------------------------------------- listing */
 
-static int info_from_fd(struct hyd_session_store *st, int fd, struct hyd_session_info *info)
+static int info_from_fd(struct hyd__sess_store *st, int fd, struct hyd__sess_info *info)
 {
 	struct stat sb;
 	if (fstat(fd, &sb) < 0) {
@@ -890,7 +890,7 @@ static int info_from_fd(struct hyd_session_store *st, int fd, struct hyd_session
 	return 0;
 }
 
-int hyd_session_list(struct hyd_session_store *st, int (*cb)(void *ctx, const struct hyd_session_info *info),
+int hyd__sess_list(struct hyd__sess_store *st, int (*cb)(void *ctx, const struct hyd__sess_info *info),
 		     void *ctx)
 {
 	int dfd = openat(st->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -901,7 +901,7 @@ int hyd_session_list(struct hyd_session_store *st, int (*cb)(void *ctx, const st
 		close(dfd);
 		return -errno;
 	}
-	struct hyd_session_info *info = hyd_malloc(sizeof(*info));
+	struct hyd__sess_info *info = hyd_malloc(sizeof(*info));
 	if (!info) {
 		closedir(d);
 		return -ENOMEM;
@@ -914,8 +914,8 @@ int hyd_session_list(struct hyd_session_store *st, int (*cb)(void *ctx, const st
 		memset(info, 0, sizeof(*info));
 		snprintf(info->name, sizeof(info->name), "%s", de->d_name);
 		const size_t len = strlen(de->d_name);
-		const struct hyd_session *att = NULL;
-		for (const struct hyd_session *s = st->sessions; s; s = s->next)
+		const struct hyd__sess *att = NULL;
+		for (const struct hyd__sess *s = st->sessions; s; s = s->next)
 			if (strcmp(s->id, de->d_name) == 0)
 				att = s;
 		if (att) {
@@ -954,9 +954,9 @@ int hyd_session_list(struct hyd_session_store *st, int (*cb)(void *ctx, const st
 
 /* ---------------------------------------------------------------------------- accounting */
 
-void hyd_session_usage(const struct hyd_session *s, struct hyd_session_usage *ret)
+void hyd__sess_usage(const struct hyd__sess *s, struct hyd__sess_usage *ret)
 {
-	const struct hyd_session_store *st = s->st;
+	const struct hyd__sess_store *st = s->st;
 	memset(ret, 0, sizeof(*ret));
 	ret->n_sessions = 1;
 	ret->n_kinds = st->n_kinds;
@@ -967,7 +967,7 @@ void hyd_session_usage(const struct hyd_session *s, struct hyd_session_usage *re
 		memcpy(ret->kinds[k].kind, st->kind_names[k], HYD_SESSION_KIND_LEN);
 	for (uint32_t i = 0; i < s->h.n_layer; i++) {
 		const struct hyd_sess_layer *L = &s->layers[i];
-		struct hyd_session_kind_usage *u = &ret->kinds[st->kind_of[i]];
+		struct hyd__sess_kind_usage *u = &ret->kinds[st->kind_of[i]];
 		u->n_layers++;
 		u->fixed_bytes += L->fixed_bytes;
 		u->page_bytes += (uint64_t)L->n_pages * L->page_bytes;
@@ -976,7 +976,7 @@ void hyd_session_usage(const struct hyd_session *s, struct hyd_session_usage *re
 	}
 }
 
-void hyd_session_store_usage(const struct hyd_session_store *st, struct hyd_session_usage *ret)
+void hyd__sess_store_usage(const struct hyd__sess_store *st, struct hyd__sess_usage *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	ret->n_kinds = st->n_kinds;
@@ -984,9 +984,9 @@ void hyd_session_store_usage(const struct hyd_session_store *st, struct hyd_sess
 		memcpy(ret->kinds[k].kind, st->kind_names[k], HYD_SESSION_KIND_LEN);
 	for (uint32_t i = 0; i < st->n_layer; i++)
 		ret->kinds[st->kind_of[i]].n_layers++;
-	for (const struct hyd_session *s = st->sessions; s; s = s->next) {
-		struct hyd_session_usage u;
-		hyd_session_usage(s, &u);
+	for (const struct hyd__sess *s = st->sessions; s; s = s->next) {
+		struct hyd__sess_usage u;
+		hyd__sess_usage(s, &u);
 		ret->n_sessions++;
 		ret->tokens += u.tokens;
 		ret->header_bytes += u.header_bytes;

@@ -20,8 +20,8 @@
 #include "daemon/model.h"
 #include "hyd/plugin.h"
 
-struct hyd_session_store;
-struct hyd_session;
+struct hyd__sess_store;
+struct hyd__sess;
 
 #define HYD_SESSION_ID_LEN 32     /* hex digits of a session id (128 random bits) */
 #define HYD_SESSION_KIND_LEN 16
@@ -30,7 +30,7 @@ struct hyd_session;
 #define HYD_SESSION_ANY_UID UINT32_MAX
 
 /* The model the store serves. */
-struct hyd_session_model {
+struct hyd__sess_model {
 	uint8_t fingerprint[32];
 	uint32_t n_layer;
 	uint32_t max_ctx;                        /* token history capacity of new sessions */
@@ -42,98 +42,98 @@ struct hyd_session_model {
 	void *state_init_ctx;
 };
 
-struct hyd_session_store_opts {
+struct hyd__sess_store_opts {
 	const char *dir;        /* state directory; missing components are created 0700 */
 	uint64_t memory_limit;  /* bytes over all attached sessions, 0: no limit */
 };
 
 /* -EINVAL (bad model description, more than HYD_SESSION_MAX_KINDS kinds), -EPERM (the
  * directory is not owned by us or is writable by others), errors of mkdir/open. */
-int hyd_session_store_open(const struct hyd_session_store_opts *opts, const struct hyd_session_model *model,
-			   struct hyd_session_store **ret_store, char *err, size_t errlen);
+int hyd__sess_store_open(const struct hyd__sess_store_opts *opts, const struct hyd__sess_model *model,
+			   struct hyd__sess_store **ret_store, char *err, size_t errlen);
 /* Detaches every session still attached. Accepts NULL. */
-void hyd_session_store_close(struct hyd_session_store *st);
+void hyd__sess_store_close(struct hyd__sess_store *st);
 /* $XDG_RUNTIME_DIR/hyd/sessions, or /run/hyd/sessions for root.  -ENOENT if neither applies,
  * -ENAMETOOLONG. */
-int hyd_session_default_dir(char *buf, size_t len);
+int hyd__sess_default_dir(char *buf, size_t len);
 
 /* Bytes a session of this model needs to hold n_tokens tokens: header, token history, fixed
  * regions and the pages that n_tokens take.  For admission control. */
-uint64_t hyd_session_bytes_for(const struct hyd_session_model *model, uint32_t n_tokens);
+uint64_t hyd__sess_bytes_for(const struct hyd__sess_model *model, uint32_t n_tokens);
 
 /* A new, empty session owned by uid.  label may be NULL.  -ENOSPC (memory limit or the file
  * system is full). */
-int hyd_session_create(struct hyd_session_store *st, uint32_t uid, const char *label,
-		       struct hyd_session **ret_session);
+int hyd__sess_create(struct hyd__sess_store *st, uint32_t uid, const char *label,
+		       struct hyd__sess **ret_session);
 /* Attach an existing session by id, after validating its header (untrusted) against the
  * store's model and uid (HYD_SESSION_ANY_UID: any owner).  On failure err says why.
  * -EINVAL (not a valid id), -ENOENT, -EBADMSG (invalid or foreign file; see err), -EACCES
  * (owned by another uid), -EBUSY (attached elsewhere). */
-int hyd_session_attach(struct hyd_session_store *st, const char *id, uint32_t uid,
-		       struct hyd_session **ret_session, char *err, size_t errlen);
+int hyd__sess_attach(struct hyd__sess_store *st, const char *id, uint32_t uid,
+		       struct hyd__sess **ret_session, char *err, size_t errlen);
 /* Unmap and close; the file stays.  Accepts NULL. */
-void hyd_session_detach(struct hyd_session *s);
+void hyd__sess_detach(struct hyd__sess *s);
 /* Unlink the session's file and detach. */
-int hyd_session_delete(struct hyd_session *s);
+int hyd__sess_delete(struct hyd__sess *s);
 /* Unlink a session file that is not attached here (valid or not). -EINVAL (not a name this
  * store would list), -ENOENT, -EBUSY (attached). */
-int hyd_session_remove(struct hyd_session_store *st, const char *name);
+int hyd__sess_remove(struct hyd__sess_store *st, const char *name);
 
-const char *hyd_session_id(const struct hyd_session *s);
-uint32_t hyd_session_owner(const struct hyd_session *s);
-uint32_t hyd_session_pos(const struct hyd_session *s);          /* committed tokens */
-uint32_t hyd_session_state_index(const struct hyd_session *s);
-uint32_t hyd_session_max_ctx(const struct hyd_session *s);
-int64_t hyd_session_created(const struct hyd_session *s);
-const char *hyd_session_label(const struct hyd_session *s);
-/* Token history [max_ctx]: [0, pos) is committed; see hyd_session_replay_to(). */
-const int32_t *hyd_session_tokens(const struct hyd_session *s);
+const char *hyd__sess_id(const struct hyd__sess *s);
+uint32_t hyd__sess_owner(const struct hyd__sess *s);
+uint32_t hyd__sess_pos(const struct hyd__sess *s);          /* committed tokens */
+uint32_t hyd__sess_state_index(const struct hyd__sess *s);
+uint32_t hyd__sess_max_ctx(const struct hyd__sess *s);
+int64_t hyd__sess_created(const struct hyd__sess *s);
+const char *hyd__sess_label(const struct hyd__sess *s);
+/* Token history [max_ctx]: [0, pos) is committed; see hyd__sess_replay_to(). */
+const int32_t *hyd__sess_tokens(const struct hyd__sess *s);
 /* The runner's view of the session (pointers valid until detach).  pos, state_index and the
  * page counts follow commit, ensure_capacity and truncate. */
-struct hyd_seq_view *hyd_session_view(struct hyd_session *s);
+struct hyd_seq_view *hyd__sess_view(struct hyd__sess *s);
 
 /* Make paged layers hold pages for n_tokens tokens (call before a step with pos + n).
  * Earlier pages are untouched.  -E2BIG (n_tokens > max_ctx), -ENOSPC (memory limit, or the
  * file system is full). */
-int hyd_session_ensure_capacity(struct hyd_session *s, uint32_t n_tokens);
+int hyd__sess_ensure_capacity(struct hyd__sess *s, uint32_t n_tokens);
 /* After a successful step of n tokens: append them to the history and publish pos += n,
  * state_index ^= 1 in one release store.  -EINVAL (n == 0, or pages do not cover the new
  * position), -E2BIG (past max_ctx). */
-int hyd_session_commit(struct hyd_session *s, uint32_t n, const int32_t *tokens);
+int hyd__sess_commit(struct hyd__sess *s, uint32_t n, const int32_t *tokens);
 /* Roll back to the first n tokens.  Returns 0 when done (only paged layers: their pages past
  * n are dropped).  Returns 1 when the model has constant-size layers (SSM, SWA ring): their
  * state cannot be rolled back, so the session is reset to pos 0 with freshly initialised fixed
- * regions and the caller must replay history tokens [0, n) (hyd_session_replay_to() == n
+ * regions and the caller must replay history tokens [0, n) (hyd__sess_replay_to() == n
  * until then, also across a crash).  -ERANGE (n > pos). */
-int hyd_session_truncate(struct hyd_session *s, uint32_t n);
+int hyd__sess_truncate(struct hyd__sess *s, uint32_t n);
 /* Back to an empty session: pos 0, no pages, fixed regions initialised, no replay pending. */
-int hyd_session_reset(struct hyd_session *s);
+int hyd__sess_reset(struct hyd__sess *s);
 /* History tokens [0, replay_to) are valid; > pos while a replay after truncate is pending. */
-uint32_t hyd_session_replay_to(const struct hyd_session *s);
+uint32_t hyd__sess_replay_to(const struct hyd__sess *s);
 
 /* Pending tokens: history tokens [pos, replay_to) are recorded but not yet evaluated (the
  * same mechanism as a replay after truncate).  The daemon keeps the last token of a session
  * pending so that a generation, also one after a restart, starts by evaluating it and gets the
  * logits it needs from the committed state (docs/SESSIONS.md).  push appends n tokens after
- * hyd_session_replay_to(); -E2BIG past max_ctx.  set_pending_end drops pending tokens from
+ * hyd__sess_replay_to(); -E2BIG past max_ctx.  set_pending_end drops pending tokens from
  * end on (pos <= end <= replay_to, else -ERANGE). */
-int hyd_session_push_pending(struct hyd_session *s, const int32_t *tokens, uint32_t n);
-int hyd_session_set_pending_end(struct hyd_session *s, uint32_t end);
+int hyd__sess_push_pending(struct hyd__sess *s, const int32_t *tokens, uint32_t n);
+int hyd__sess_set_pending_end(struct hyd__sess *s, uint32_t end);
 
 /* A new session (owned by uid) with a copy of src's state, history and pages.  Pages are
  * copied, not shared. */
-int hyd_session_fork(struct hyd_session_store *st, const struct hyd_session *src, uint32_t uid,
-		     const char *label, struct hyd_session **ret_session);
+int hyd__sess_fork(struct hyd__sess_store *st, const struct hyd__sess *src, uint32_t uid,
+		     const char *label, struct hyd__sess **ret_session);
 /* Write the session to path atomically and durably (temp file in the same directory, fsync,
  * rename, fsync of the directory).  The file is mode 0600. */
-int hyd_session_snapshot(const struct hyd_session *s, const char *path);
+int hyd__sess_snapshot(const struct hyd__sess *s, const char *path);
 /* A new session from a snapshot file, validated like an attach (its owner must be uid unless
  * uid is HYD_SESSION_ANY_UID).  label NULL keeps the snapshot's.  Errors as attach. */
-int hyd_session_restore(struct hyd_session_store *st, const char *path, uint32_t uid, const char *label,
-			struct hyd_session **ret_session, char *err, size_t errlen);
+int hyd__sess_restore(struct hyd__sess_store *st, const char *path, uint32_t uid, const char *label,
+			struct hyd__sess **ret_session, char *err, size_t errlen);
 
 /* One entry of the state directory. */
-struct hyd_session_info {
+struct hyd__sess_info {
 	char name[256];         /* file name; the id for a valid session */
 	bool valid;
 	bool attached;          /* attached by this store */
@@ -147,11 +147,11 @@ struct hyd_session_info {
 };
 /* Calls cb for every entry of the state directory; invalid files are reported, never skipped
  * or removed.  Stops early (returning it) when cb returns non-zero. */
-int hyd_session_list(struct hyd_session_store *st, int (*cb)(void *ctx, const struct hyd_session_info *info),
+int hyd__sess_list(struct hyd__sess_store *st, int (*cb)(void *ctx, const struct hyd__sess_info *info),
 		     void *ctx);
 
 /* Memory accounting: the state of one layer kind. */
-struct hyd_session_kind_usage {
+struct hyd__sess_kind_usage {
 	char kind[HYD_SESSION_KIND_LEN];
 	uint32_t n_layers;      /* layers of this kind (per session) */
 	uint32_t _pad;
@@ -159,16 +159,16 @@ struct hyd_session_kind_usage {
 	uint64_t page_bytes;    /* allocated pages */
 	uint64_t n_pages;
 };
-struct hyd_session_usage {
+struct hyd__sess_usage {
 	uint32_t n_sessions;
 	uint32_t n_kinds;
 	uint64_t tokens;        /* committed tokens */
 	uint64_t header_bytes;  /* header, layer table and token history */
 	uint64_t total_bytes;   /* header + fixed + pages of every kind */
-	struct hyd_session_kind_usage kinds[HYD_SESSION_MAX_KINDS];
+	struct hyd__sess_kind_usage kinds[HYD_SESSION_MAX_KINDS];
 };
-void hyd_session_usage(const struct hyd_session *s, struct hyd_session_usage *ret_usage);
+void hyd__sess_usage(const struct hyd__sess *s, struct hyd__sess_usage *ret_usage);
 /* Summed over the sessions attached to the store. */
-void hyd_session_store_usage(const struct hyd_session_store *st, struct hyd_session_usage *ret_usage);
+void hyd__sess_store_usage(const struct hyd__sess_store *st, struct hyd__sess_usage *ret_usage);
 
 #endif

@@ -78,7 +78,7 @@ static uint64_t image_bytes(const struct hyd_sess_hdr *h, const struct hyd_sess_
 }
 
 /* The session's current header, from the private state that is authoritative while attached. */
-static void current_hdr(const struct hyd_session *s, struct hyd_sess_hdr *ret)
+static void current_hdr(const struct hyd__sess *s, struct hyd_sess_hdr *ret)
 {
 	*ret = s->h;
 	ret->commit = HYD_SESS_COMMIT(s->pos, s->state_index);
@@ -104,8 +104,8 @@ static void set_label(struct hyd_sess_hdr *h, const char *label)
 	}
 }
 
-int hyd_session_fork(struct hyd_session_store *st, const struct hyd_session *src, uint32_t uid,
-		     const char *label, struct hyd_session **ret_session)
+int hyd__sess_fork(struct hyd__sess_store *st, const struct hyd__sess *src, uint32_t uid,
+		     const char *label, struct hyd__sess **ret_session)
 {
 	struct hyd_sess_hdr h;
 	current_hdr(src, &h);
@@ -138,7 +138,7 @@ static int fsync_parent(const char *path)
 	return rc;
 }
 
-int hyd_session_snapshot(const struct hyd_session *s, const char *path)
+int hyd__sess_snapshot(const struct hyd__sess *s, const char *path)
 {
 	char tmp[PATH_MAX];
 	if (!path || !path[0])
@@ -165,8 +165,8 @@ int hyd_session_snapshot(const struct hyd_session *s, const char *path)
 	return fsync_parent(path);
 }
 
-int hyd_session_restore(struct hyd_session_store *st, const char *path, uint32_t uid, const char *label,
-			struct hyd_session **ret_session, char *err, size_t errlen)
+int hyd__sess_restore(struct hyd__sess_store *st, const char *path, uint32_t uid, const char *label,
+			struct hyd__sess **ret_session, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {

@@ -7,7 +7,7 @@
 #include "daemon/session.h"
 #include "daemon/session_format.h"
 
-struct hyd_session_store {
+struct hyd__sess_store {
 	int dirfd;
 	uint32_t n_layer;
 	uint32_t max_ctx;
@@ -21,12 +21,12 @@ struct hyd_session_store {
 	void *state_init_ctx;
 	uint64_t memory_limit;
 	uint64_t bytes_in_use;
-	struct hyd_session *sessions;            /* attached, doubly linked */
+	struct hyd__sess *sessions;            /* attached, doubly linked */
 };
 
-struct hyd_session {
-	struct hyd_session_store *st;
-	struct hyd_session *prev, *next;
+struct hyd__sess {
+	struct hyd__sess_store *st;
+	struct hyd__sess *prev, *next;
 	char id[HYD_SESSION_ID_LEN + 1];
 	int fd;
 	uint8_t *base;                 /* the shared mapping of the whole file */
@@ -66,12 +66,12 @@ int hyd__sess_validate_layers(const struct hyd_sess_hdr *h, const struct hyd_ses
  * hyd_malloc'd copy of the table. */
 int hyd__sess_read(int fd, uint64_t file_size, const struct hyd__sess_expect *ex, struct hyd_sess_hdr *ret_hdr,
 		   struct hyd_sess_layer **ret_layers, char *err, size_t errlen);
-void hyd__sess_expect_store(const struct hyd_session_store *st, uint32_t uid, struct hyd__sess_expect *ret);
+void hyd__sess_expect_store(const struct hyd__sess_store *st, uint32_t uid, struct hyd__sess_expect *ret);
 
 /* Create the file for a new session under a temporary name in the state directory, fill it with
  * fill(), publish it under a fresh id and attach it. */
-int hyd__sess_publish(struct hyd_session_store *st, uint64_t size, uint64_t dense_bytes,
-		      int (*fill)(void *ctx, int fd), void *ctx, struct hyd_session **ret_session);
+int hyd__sess_publish(struct hyd__sess_store *st, uint64_t size, uint64_t dense_bytes,
+		      int (*fill)(void *ctx, int fd), void *ctx, struct hyd__sess **ret_session);
 
 /* Write a whole session image to fd (sized and filled; header written last).  src_fd holds the
  * validated image described by h and layers. */

@@ -32,7 +32,7 @@ static bool nul_terminated(const char *s, size_t n)
 	return memchr(s, 0, n) != NULL;
 }
 
-void hyd__sess_expect_store(const struct hyd_session_store *st, uint32_t uid, struct hyd__sess_expect *ret)
+void hyd__sess_expect_store(const struct hyd__sess_store *st, uint32_t uid, struct hyd__sess_expect *ret)
 {
 	*ret = (struct hyd__sess_expect){
 		.fingerprint = st->fingerprint,

@@ -609,7 +609,7 @@ out:
 	return r;
 }
 
-int hyd_tokenize(const struct hyd_tokenizer *tok, const char *text, size_t len, unsigned flags,
+int hyd_tokenizer_encode(const struct hyd_tokenizer *tok, const char *text, size_t len, unsigned flags,
 		 int32_t **ret_tokens, size_t *ret_n)
 {
 	struct hyd__tokvec out = { 0 };

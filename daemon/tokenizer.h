@@ -27,7 +27,7 @@ void hyd_tokenizer_free(struct hyd_tokenizer *tok); /* accepts NULL */
 
 /* Tokenize len bytes of text (need not be NUL-terminated nor valid UTF-8).  *ret_tokens is
  * allocated with hyd_malloc and freed by the caller with hyd_free. */
-int hyd_tokenize(const struct hyd_tokenizer *tok, const char *text, size_t len, unsigned flags,
+int hyd_tokenizer_encode(const struct hyd_tokenizer *tok, const char *text, size_t len, unsigned flags,
 		 int32_t **ret_tokens, size_t *ret_n);
 
 uint32_t hyd_tokenizer_n_vocab(const struct hyd_tokenizer *tok);

@@ -24,7 +24,7 @@ static char model_path[4096];
 static struct hyd_model *M;
 static const char *kinds[64];
 static struct hyd_state_layout layouts[64];
-static struct hyd_session_model SM;
+static struct hyd__sess_model SM;
 
 struct rec {
 	int32_t toks[MAXREQ][CTX];
@@ -101,12 +101,12 @@ static void setup(void)
 	SM.state_init_ctx = M;
 }
 
-static struct hyd_session_store *open_store(const char *dir)
+static struct hyd__sess_store *open_store(const char *dir)
 {
-	struct hyd_session_store_opts o = { .dir = dir };
-	struct hyd_session_store *st;
+	struct hyd__sess_store_opts o = { .dir = dir };
+	struct hyd__sess_store *st;
 	char err[256];
-	ck_assert_int_eq(hyd_session_store_open(&o, &SM, &st, err, sizeof(err)), 0);
+	ck_assert_int_eq(hyd__sess_store_open(&o, &SM, &st, err, sizeof(err)), 0);
 	return st;
 }
 
@@ -120,7 +120,7 @@ static char *tmp_dir(void)
 
 static void tokenize_prompt(const char *text, int32_t **ret, size_t *ret_n)
 {
-	ck_assert_int_eq(hyd_tokenize(hyd_model_tokenizer(M), text, strlen(text), HYD_TOK_ADD_SPECIAL, ret, ret_n), 0);
+	ck_assert_int_eq(hyd_tokenizer_encode(hyd_model_tokenizer(M), text, strlen(text), HYD_TOK_ADD_SPECIAL, ret, ret_n), 0);
 }
 
 /* What `hyd run --temp 0 -n n` does, in tokens. */
@@ -137,8 +137,8 @@ static void reference(const char *prompt, uint32_t n, int32_t *out, uint32_t *re
 	struct hyd_sampler *smp;
 	ck_assert_int_eq(hyd_local_seq_new(M, &seq), 0);
 	ck_assert_int_eq(hyd_sampler_new(nv, &smp), 0);
-	struct hyd_sampling sp;
-	hyd_sampling_defaults(&sp);
+	struct hyd_sampler_params sp;
+	hyd_sampler_defaults(&sp);
 	sp.temperature = 0;
 	struct hyd_rng rng;
 	hyd_rng_seed(&rng, 1);
@@ -168,11 +168,11 @@ static struct hyd_sched *new_sched(struct rec *r)
 	return sc;
 }
 
-static struct hyd_sched_sess *new_session(struct hyd_session_store *st, struct hyd_sched *sc, const char *prompt)
+static struct hyd_sched_sess *new_session(struct hyd__sess_store *st, struct hyd_sched *sc, const char *prompt)
 {
-	struct hyd_session *s;
+	struct hyd__sess *s;
 	struct hyd_sched_sess *e;
-	ck_assert_int_eq(hyd_session_create(st, 1000, "t", &s), 0);
+	ck_assert_int_eq(hyd__sess_create(st, 1000, "t", &s), 0);
 	ck_assert_int_eq(hyd__sched_add(sc, s, &e), 0);
 	int32_t *toks;
 	size_t n;
@@ -187,7 +187,7 @@ static struct hyd_sched_sess *new_session(struct hyd_session_store *st, struct h
 static void greedy(struct hyd_sched_gen *g, uint32_t max_tokens)
 {
 	memset(g, 0, sizeof(*g));
-	hyd_sampling_defaults(&g->sp);
+	hyd_sampler_defaults(&g->sp);
 	g->sp.temperature = 0;
 	g->sp.seed = 1;
 	g->max_tokens = max_tokens;
@@ -208,7 +208,7 @@ static const char *prompts[] = {
 START_TEST(test_batch_equals_reference)
 {
 	struct rec *r = hyd_calloc(1, sizeof(*r));
-	struct hyd_session_store *st = open_store(tmp_dir());
+	struct hyd__sess_store *st = open_store(tmp_dir());
 	struct hyd_sched *sc = new_sched(r);
 	struct hyd_sched_gen g;
 	greedy(&g, 40);
@@ -235,7 +235,7 @@ START_TEST(test_batch_equals_reference)
 			ck_assert_int_eq(r->toks[i + 1][k], ref[k]);
 	}
 	hyd__sched_free(sc);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 	hyd_free(r);
 }
 END_TEST
@@ -247,13 +247,13 @@ START_TEST(test_kill_and_continue)
 	const char *dir = tmp_dir();
 	const uint32_t N = 48;
 	for (uint32_t kill_after = 1; kill_after < 12; kill_after += 5) {
-		struct hyd_session_store *st = open_store(dir);
+		struct hyd__sess_store *st = open_store(dir);
 		struct rec *r = hyd_calloc(1, sizeof(*r));
 		struct hyd_sched *sc = new_sched(r);
 		struct hyd_sched_sess *e = new_session(st, sc, prompts[1]);
 		const size_t n_prompt = hyd__sched_n_tokens(e);
 		char id[64], err[256];
-		snprintf(id, sizeof(id), "%s", hyd_session_id(e->s));
+		snprintf(id, sizeof(id), "%s", hyd__sess_id(e->s));
 		pid_t pid = fork();
 		ck_assert_int_ge(pid, 0);
 		if (pid == 0) {
@@ -269,18 +269,18 @@ START_TEST(test_kill_and_continue)
 		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 		ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 		hyd__sched_free(sc);
-		hyd_session_store_close(st);
+		hyd__sess_store_close(st);
 
 		st = open_store(dir);
 		memset(r, 0, sizeof(*r));
 		sc = new_sched(r);
-		struct hyd_session *s;
-		ck_assert_int_eq(hyd_session_attach(st, id, 1000, &s, err, sizeof(err)), 0);
+		struct hyd__sess *s;
+		ck_assert_int_eq(hyd__sess_attach(st, id, 1000, &s, err, sizeof(err)), 0);
 		ck_assert_int_eq(hyd__sched_add(sc, s, &e), 0);
 		const uint32_t have = hyd__sched_n_tokens(e) - (uint32_t)n_prompt;
 		ck_assert_uint_gt(have, 0);
 		ck_assert_uint_lt(have, N);
-		ck_assert_uint_gt(hyd__sched_n_tokens(e), hyd_session_pos(s)); /* the last token is pending */
+		ck_assert_uint_gt(hyd__sched_n_tokens(e), hyd__sess_pos(s)); /* the last token is pending */
 		struct hyd_sched_gen g;
 		greedy(&g, N - have);
 		ck_assert_int_eq(hyd__sched_generate(sc, e, 1, 2, &g, err, sizeof(err)), 0);
@@ -290,14 +290,14 @@ START_TEST(test_kill_and_continue)
 		uint32_t nref;
 		reference(prompts[1], N, ref, &nref);
 		ck_assert_uint_eq(hyd__sched_n_tokens(e), n_prompt + nref);
-		const int32_t *hist = hyd_session_tokens(s);
+		const int32_t *hist = hyd__sess_tokens(s);
 		for (uint32_t k = 0; k < nref; k++)
 			ck_assert_msg(hist[n_prompt + k] == ref[k], "kill after %u: token %u is %d, expected %d",
 				      kill_after, k, hist[n_prompt + k], ref[k]);
 		for (uint32_t k = 0; k < r->n[2]; k++)
 			ck_assert_int_eq(r->toks[2][k], ref[have + k]);
 		hyd__sched_free(sc);
-		hyd_session_store_close(st);
+		hyd__sess_store_close(st);
 		hyd_free(r);
 	}
 }
@@ -306,7 +306,7 @@ END_TEST
 START_TEST(test_stop_truncate_cancel)
 {
 	struct rec *r = hyd_calloc(1, sizeof(*r));
-	struct hyd_session_store *st = open_store(tmp_dir());
+	struct hyd__sess_store *st = open_store(tmp_dir());
 	struct hyd_sched *sc = new_sched(r);
 	struct hyd_sched_sess *e = new_session(st, sc, prompts[0]);
 	const uint32_t n_prompt = hyd__sched_n_tokens(e);
@@ -355,16 +355,16 @@ START_TEST(test_stop_truncate_cancel)
 	ck_assert_uint_eq(hyd__sched_step(sc), 0);
 
 	/* an empty session cannot generate */
-	struct hyd_session *s;
+	struct hyd__sess *s;
 	struct hyd_sched_sess *e2;
-	ck_assert_int_eq(hyd_session_create(st, 1000, NULL, &s), 0);
+	ck_assert_int_eq(hyd__sess_create(st, 1000, NULL, &s), 0);
 	ck_assert_int_eq(hyd__sched_add(sc, s, &e2), 0);
 	ck_assert_int_eq(hyd__sched_generate(sc, e2, 1, 5, &g, err, sizeof(err)), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "empty"));
 	int32_t bad = 1 << 30;
 	ck_assert_int_eq(hyd__sched_append(sc, e2, &bad, 1, err, sizeof(err)), -EINVAL);
 	hyd__sched_free(sc);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 	hyd_free(r);
 }
 END_TEST
@@ -373,7 +373,7 @@ END_TEST
 START_TEST(test_paused_client)
 {
 	struct rec *r = hyd_calloc(1, sizeof(*r));
-	struct hyd_session_store *st = open_store(tmp_dir());
+	struct hyd__sess_store *st = open_store(tmp_dir());
 	struct hyd_sched *sc = new_sched(r);
 	struct hyd_sched_sess *a = new_session(st, sc, prompts[0]), *b = new_session(st, sc, prompts[2]);
 	struct hyd_sched_gen g;
@@ -401,7 +401,7 @@ START_TEST(test_paused_client)
 	ck_assert(!r->done[3]);
 	ck_assert_ptr_null(b->job);
 	hyd__sched_free(sc);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 	hyd_free(r);
 }
 END_TEST

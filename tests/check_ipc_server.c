@@ -240,7 +240,7 @@ struct harness {
 
 static void quiet_log(void *ud, int level, const char *msg)
 {
-	if (level <= HYD_LOG_INFO && getenv("HYD_TEST_VERBOSE"))
+	if (level <= HYD_SRV_LOG_INFO && getenv("HYD_TEST_VERBOSE"))
 		fprintf(stderr, "server: %s\n", msg);
 }
 

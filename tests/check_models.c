@@ -47,7 +47,7 @@ START_TEST(greedy_case)
 	const struct hyd_tokenizer *tk = hyd_model_tokenizer(m);
 	int32_t *toks;
 	size_t n;
-	ck_assert_int_eq(hyd_tokenize(tk, prompt, strlen(prompt), HYD_TOK_ADD_SPECIAL, &toks, &n), 0);
+	ck_assert_int_eq(hyd_tokenizer_encode(tk, prompt, strlen(prompt), HYD_TOK_ADD_SPECIAL, &toks, &n), 0);
 	ck_assert_msg(n == json_array_size(jp), "%s '%s': %zu prompt tokens, expected %zu", model, prompt, n,
 		      json_array_size(jp));
 	for (size_t i = 0; i < n; i++)
@@ -60,8 +60,8 @@ START_TEST(greedy_case)
 	ck_assert_int_eq(hyd_local_seq_feed(m, s, toks, (uint32_t)n, logits, false), 0);
 	struct hyd_sampler *smp;
 	ck_assert_int_eq(hyd_sampler_new(V, &smp), 0);
-	struct hyd_sampling sp;
-	hyd_sampling_defaults(&sp);
+	struct hyd_sampler_params sp;
+	hyd_sampler_defaults(&sp);
 	sp.temperature = 0;
 	struct hyd_rng rng;
 	hyd_rng_seed(&rng, 1);

@@ -79,7 +79,7 @@ static void state_init(void *ctx, void *const *fixed)
 	init_calls++;
 }
 
-static void model_desc(struct hyd_session_model *m, uint8_t fp_seed)
+static void model_desc(struct hyd__sess_model *m, uint8_t fp_seed)
 {
 	memset(m, 0, sizeof(*m));
 	for (int i = 0; i < 32; i++)
@@ -92,35 +92,35 @@ static void model_desc(struct hyd_session_model *m, uint8_t fp_seed)
 	m->state_init_ctx = (void *)layouts;
 }
 
-static struct hyd_session_store *open_store_with(const struct hyd_session_model *m, uint64_t limit)
+static struct hyd__sess_store *open_store_with(const struct hyd__sess_model *m, uint64_t limit)
 {
-	struct hyd_session_store_opts o = { .dir = dir, .memory_limit = limit };
-	struct hyd_session_store *st = NULL;
+	struct hyd__sess_store_opts o = { .dir = dir, .memory_limit = limit };
+	struct hyd__sess_store *st = NULL;
 	char err[160] = "";
-	int rc = hyd_session_store_open(&o, m, &st, err, sizeof(err));
+	int rc = hyd__sess_store_open(&o, m, &st, err, sizeof(err));
 	ck_assert_msg(rc == 0, "store_open: %d %s", rc, err);
 	return st;
 }
 
-static struct hyd_session_store *open_store(void)
+static struct hyd__sess_store *open_store(void)
 {
-	struct hyd_session_model m;
+	struct hyd__sess_model m;
 	model_desc(&m, 1);
 	return open_store_with(&m, 0);
 }
 
-static struct hyd_session *create(struct hyd_session_store *st)
+static struct hyd__sess *create(struct hyd__sess_store *st)
 {
-	struct hyd_session *s = NULL;
-	ck_assert_int_eq(hyd_session_create(st, uid, "test", &s), 0);
+	struct hyd__sess *s = NULL;
+	ck_assert_int_eq(hyd__sess_create(st, uid, "test", &s), 0);
 	return s;
 }
 
-static struct hyd_session *attach(struct hyd_session_store *st, const char *id)
+static struct hyd__sess *attach(struct hyd__sess_store *st, const char *id)
 {
-	struct hyd_session *s = NULL;
+	struct hyd__sess *s = NULL;
 	char err[160] = "";
-	int rc = hyd_session_attach(st, id, uid, &s, err, sizeof(err));
+	int rc = hyd__sess_attach(st, id, uid, &s, err, sizeof(err));
 	ck_assert_msg(rc == 0, "attach: %d %s", rc, err);
 	return s;
 }
@@ -146,11 +146,11 @@ static int32_t token_at(uint32_t p)
 }
 
 /* Everything a forward step of n tokens writes, without committing. */
-static void write_step(struct hyd_session *s, uint32_t n)
+static void write_step(struct hyd__sess *s, uint32_t n)
 {
-	struct hyd_seq_view *v = hyd_session_view(s);
+	struct hyd_seq_view *v = hyd__sess_view(s);
 	const uint32_t pos = v->pos, si = v->state_index;
-	ck_assert_int_eq(hyd_session_ensure_capacity(s, pos + n), 0);
+	ck_assert_int_eq(hyd__sess_ensure_capacity(s, pos + n), 0);
 	for (uint32_t i = 0; i < N_LAYER; i++) {
 		const struct hyd_layer_state *ls = &v->layers[i];
 		if (layouts[i].flags & HYD_STATE_DOUBLE_BUFFERED) {
@@ -168,25 +168,25 @@ static void write_step(struct hyd_session *s, uint32_t n)
 	}
 }
 
-static void step(struct hyd_session *s, uint32_t n)
+static void step(struct hyd__sess *s, uint32_t n)
 {
-	const uint32_t pos = hyd_session_pos(s);
+	const uint32_t pos = hyd__sess_pos(s);
 	int32_t toks[MAX_CTX];
 	for (uint32_t k = 0; k < n; k++)
 		toks[k] = token_at(pos + k);
 	write_step(s, n);
-	ck_assert_int_eq(hyd_session_commit(s, n, toks), 0);
-	ck_assert_uint_eq(hyd_session_pos(s), pos + n);
+	ck_assert_int_eq(hyd__sess_commit(s, n, toks), 0);
+	ck_assert_uint_eq(hyd__sess_pos(s), pos + n);
 }
 
-static void check_state(struct hyd_session *s, uint32_t pos, uint32_t si)
+static void check_state(struct hyd__sess *s, uint32_t pos, uint32_t si)
 {
-	struct hyd_seq_view *v = hyd_session_view(s);
-	ck_assert_uint_eq(hyd_session_pos(s), pos);
+	struct hyd_seq_view *v = hyd__sess_view(s);
+	ck_assert_uint_eq(hyd__sess_pos(s), pos);
 	ck_assert_uint_eq(v->pos, pos);
-	ck_assert_uint_eq(hyd_session_state_index(s), si);
+	ck_assert_uint_eq(hyd__sess_state_index(s), si);
 	ck_assert_uint_eq(v->state_index, si);
-	const int32_t *t = hyd_session_tokens(s);
+	const int32_t *t = hyd__sess_tokens(s);
 	for (uint32_t p = 0; p < pos; p++)
 		ck_assert_int_eq(t[p], token_at(p));
 	for (uint32_t i = 0; i < N_LAYER; i++) {
@@ -217,14 +217,14 @@ static void check_state(struct hyd_session *s, uint32_t pos, uint32_t si)
 }
 
 /* Byte equality of all state two sessions hold. */
-static void check_same(struct hyd_session *a, struct hyd_session *b)
+static void check_same(struct hyd__sess *a, struct hyd__sess *b)
 {
-	struct hyd_seq_view *va = hyd_session_view(a), *vb = hyd_session_view(b);
+	struct hyd_seq_view *va = hyd__sess_view(a), *vb = hyd__sess_view(b);
 	ck_assert_uint_eq(va->pos, vb->pos);
 	ck_assert_uint_eq(va->state_index, vb->state_index);
-	ck_assert_uint_eq(hyd_session_replay_to(a), hyd_session_replay_to(b));
-	ck_assert_int_eq(memcmp(hyd_session_tokens(a), hyd_session_tokens(b),
-				hyd_session_replay_to(a) * sizeof(int32_t)), 0);
+	ck_assert_uint_eq(hyd__sess_replay_to(a), hyd__sess_replay_to(b));
+	ck_assert_int_eq(memcmp(hyd__sess_tokens(a), hyd__sess_tokens(b),
+				hyd__sess_replay_to(a) * sizeof(int32_t)), 0);
 	for (uint32_t i = 0; i < N_LAYER; i++) {
 		ck_assert_int_eq(memcmp(va->layers[i].fixed, vb->layers[i].fixed, layouts[i].fixed_bytes), 0);
 		ck_assert_uint_eq(va->layers[i].n_pages, vb->layers[i].n_pages);
@@ -245,30 +245,30 @@ static void check_mode_0600(const char *path)
 START_TEST(test_create_attach)
 {
 	umask(0); /* the files must be 0600 whatever the umask */
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *s = create(st);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *s = create(st);
 	char id[HYD_SESSION_ID_LEN + 1], path[512];
-	snprintf(id, sizeof(id), "%s", hyd_session_id(s));
+	snprintf(id, sizeof(id), "%s", hyd__sess_id(s));
 	ck_assert_uint_eq(strlen(id), 32);
 	ck_assert_uint_eq(strspn(id, "0123456789abcdef"), 32);
 	path_of(id, path, sizeof(path));
 	check_mode_0600(path);
 	ck_assert_int_eq(init_calls, 1);
-	ck_assert_uint_eq(hyd_session_owner(s), uid);
-	ck_assert_str_eq(hyd_session_label(s), "test");
-	ck_assert_uint_eq(hyd_session_max_ctx(s), MAX_CTX);
+	ck_assert_uint_eq(hyd__sess_owner(s), uid);
+	ck_assert_str_eq(hyd__sess_label(s), "test");
+	ck_assert_uint_eq(hyd__sess_max_ctx(s), MAX_CTX);
 	check_state(s, 0, 0);
 
 	/* A second attach of the same file is refused while the first holds it. */
-	struct hyd_session *dup = NULL;
+	struct hyd__sess *dup = NULL;
 	char err[160];
-	ck_assert_int_eq(hyd_session_attach(st, id, uid, &dup, err, sizeof(err)), -EBUSY);
+	ck_assert_int_eq(hyd__sess_attach(st, id, uid, &dup, err, sizeof(err)), -EBUSY);
 
 	step(s, 5);
 	step(s, 20);
 	step(s, 1);
 	check_state(s, 26, 1);
-	hyd_session_detach(s);
+	hyd__sess_detach(s);
 
 	s = attach(st, id);
 	ck_assert_int_eq(init_calls, 1); /* a committed session is not re-initialised */
@@ -277,10 +277,10 @@ START_TEST(test_create_attach)
 	check_state(s, 56, 0);
 
 	/* Two sessions get distinct ids. */
-	struct hyd_session *s2 = create(st);
-	ck_assert_str_ne(hyd_session_id(s2), id);
+	struct hyd__sess *s2 = create(st);
+	ck_assert_str_ne(hyd__sess_id(s2), id);
 	check_state(s2, 0, 0);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 
 	/* Directory is private. */
 	struct stat sb;
@@ -291,15 +291,15 @@ END_TEST
 
 START_TEST(test_bad_ids)
 {
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *s = NULL;
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *s = NULL;
 	char err[160];
-	ck_assert_int_eq(hyd_session_attach(st, "../../etc/passwd", uid, &s, err, sizeof(err)), -EINVAL);
-	ck_assert_int_eq(hyd_session_attach(st, "0123456789ABCDEF0123456789abcdef", uid, &s, err, sizeof(err)), -EINVAL);
-	ck_assert_int_eq(hyd_session_attach(st, "0123456789abcdef0123456789abcde", uid, &s, err, sizeof(err)), -EINVAL);
-	ck_assert_int_eq(hyd_session_attach(st, "0123456789abcdef0123456789abcdef", uid, &s, err, sizeof(err)), -ENOENT);
+	ck_assert_int_eq(hyd__sess_attach(st, "../../etc/passwd", uid, &s, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(hyd__sess_attach(st, "0123456789ABCDEF0123456789abcdef", uid, &s, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(hyd__sess_attach(st, "0123456789abcdef0123456789abcde", uid, &s, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(hyd__sess_attach(st, "0123456789abcdef0123456789abcdef", uid, &s, err, sizeof(err)), -ENOENT);
 	ck_assert_ptr_null(s);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
@@ -308,12 +308,12 @@ END_TEST
 /* A committed session file, closed; returns its id. */
 static void make_session(char id[HYD_SESSION_ID_LEN + 1], uint32_t n_tokens)
 {
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *s = create(st);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *s = create(st);
 	if (n_tokens)
 		step(s, n_tokens);
-	snprintf(id, HYD_SESSION_ID_LEN + 1, "%s", hyd_session_id(s));
-	hyd_session_store_close(st);
+	snprintf(id, HYD_SESSION_ID_LEN + 1, "%s", hyd__sess_id(s));
+	hyd__sess_store_close(st);
 }
 
 static void poke(const char *id, uint64_t off, const void *bytes, size_t len)
@@ -338,12 +338,12 @@ static void read_hdr(const char *id, struct hyd_sess_hdr *h, struct hyd_sess_lay
 	close(fd);
 }
 
-static void expect_reject(struct hyd_session_store *st, const char *id, uint32_t as_uid, int want_rc,
+static void expect_reject(struct hyd__sess_store *st, const char *id, uint32_t as_uid, int want_rc,
 			  const char *want_reason)
 {
-	struct hyd_session *s = NULL;
+	struct hyd__sess *s = NULL;
 	char err[160] = "";
-	int rc = hyd_session_attach(st, id, as_uid, &s, err, sizeof(err));
+	int rc = hyd__sess_attach(st, id, as_uid, &s, err, sizeof(err));
 	ck_assert_msg(rc == want_rc, "attach gave %d (%s), expected %d", rc, err, want_rc);
 	ck_assert_ptr_null(s);
 	ck_assert_msg(strstr(err, want_reason) != NULL, "reason '%s' lacks '%s'", err, want_reason);
@@ -436,9 +436,9 @@ static const char *corrupt(const char *id, enum corruption c)
 	return NULL;
 }
 
-static int find_cb(void *ctx, const struct hyd_session_info *info)
+static int find_cb(void *ctx, const struct hyd__sess_info *info)
 {
-	struct hyd_session_info *want = ctx;
+	struct hyd__sess_info *want = ctx;
 	if (strcmp(info->name, want->name) == 0)
 		*want = *info;
 	return 0;
@@ -449,17 +449,17 @@ START_TEST(test_corruption)
 	char id[HYD_SESSION_ID_LEN + 1], path[512];
 	make_session(id, 40);
 	const char *reason = corrupt(id, (enum corruption)_i);
-	struct hyd_session_store *st = open_store();
+	struct hyd__sess_store *st = open_store();
 	expect_reject(st, id, uid, -EBADMSG, reason);
-	struct hyd_session_info info = { 0 };
+	struct hyd__sess_info info = { 0 };
 	snprintf(info.name, sizeof(info.name), "%s", id);
 	info.valid = true;
-	ck_assert_int_eq(hyd_session_list(st, find_cb, &info), 0);
+	ck_assert_int_eq(hyd__sess_list(st, find_cb, &info), 0);
 	ck_assert(!info.valid);
 	ck_assert_msg(strstr(info.reason, reason), "list reason '%s'", info.reason);
 	path_of(id, path, sizeof(path));
 	ck_assert_int_eq(access(path, F_OK), 0); /* reported, never removed */
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
@@ -468,11 +468,11 @@ START_TEST(test_foreign)
 	char id[HYD_SESSION_ID_LEN + 1];
 	make_session(id, 10);
 	/* Another model. */
-	struct hyd_session_model m;
+	struct hyd__sess_model m;
 	model_desc(&m, 7);
-	struct hyd_session_store *st = open_store_with(&m, 0);
+	struct hyd__sess_store *st = open_store_with(&m, 0);
 	expect_reject(st, id, uid, -EBADMSG, "fingerprint");
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 	/* Same model with other limits (e.g. a different --max-chunk changes the SWA ring). */
 	struct hyd_state_layout other[N_LAYER];
 	memcpy(other, layouts, sizeof(other));
@@ -481,19 +481,19 @@ START_TEST(test_foreign)
 	m.layouts = other;
 	st = open_store_with(&m, 0);
 	expect_reject(st, id, uid, -EBADMSG, "layout differs");
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 	/* Another user. */
 	st = open_store();
 	expect_reject(st, id, uid + 1, -EACCES, "uid");
-	struct hyd_session *s = attach(st, id); /* and still fine for its owner */
+	struct hyd__sess *s = attach(st, id); /* and still fine for its owner */
 	check_state(s, 10, 1);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
-static int collect_cb(void *ctx, const struct hyd_session_info *info)
+static int collect_cb(void *ctx, const struct hyd__sess_info *info)
 {
-	struct hyd_session_info *arr = ctx;
+	struct hyd__sess_info *arr = ctx;
 	for (int i = 0; i < 8; i++) {
 		if (!arr[i].name[0]) {
 			arr[i] = *info;
@@ -519,11 +519,11 @@ START_TEST(test_list)
 	ck_assert_ptr_nonnull(f);
 	fclose(f);
 
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *c = create(st);
-	struct hyd_session_info arr[8];
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *c = create(st);
+	struct hyd__sess_info arr[8];
 	memset(arr, 0, sizeof(arr));
-	ck_assert_int_eq(hyd_session_list(st, collect_cb, arr), 0);
+	ck_assert_int_eq(hyd__sess_list(st, collect_cb, arr), 0);
 	int seen = 0;
 	for (int i = 0; i < 8 && arr[i].name[0]; i++) {
 		seen++;
@@ -536,7 +536,7 @@ START_TEST(test_list)
 		} else if (strcmp(arr[i].name, b) == 0) {
 			ck_assert(!arr[i].valid);
 			ck_assert(strstr(arr[i].reason, "magic"));
-		} else if (strcmp(arr[i].name, hyd_session_id(c)) == 0) {
+		} else if (strcmp(arr[i].name, hyd__sess_id(c)) == 0) {
 			ck_assert(arr[i].valid && arr[i].attached);
 		} else if (strcmp(arr[i].name, "notes.txt") == 0) {
 			ck_assert(!arr[i].valid);
@@ -548,10 +548,10 @@ START_TEST(test_list)
 	}
 	ck_assert_int_eq(seen, 5);
 	/* Explicit removal of an invalid file; an attached one is refused. */
-	ck_assert_int_eq(hyd_session_remove(st, "notes.txt"), 0);
-	ck_assert_int_eq(hyd_session_remove(st, hyd_session_id(c)), -EBUSY);
-	ck_assert_int_eq(hyd_session_remove(st, "../x"), -EINVAL);
-	hyd_session_store_close(st);
+	ck_assert_int_eq(hyd__sess_remove(st, "notes.txt"), 0);
+	ck_assert_int_eq(hyd__sess_remove(st, hyd__sess_id(c)), -EBUSY);
+	ck_assert_int_eq(hyd__sess_remove(st, "../x"), -EINVAL);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
@@ -571,18 +571,18 @@ static void crash_case(int stage)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		close(pfd[0]);
-		struct hyd_session_store *st = open_store();
-		struct hyd_session *s = attach(st, id);
+		struct hyd__sess_store *st = open_store();
+		struct hyd__sess *s = attach(st, id);
 		step(s, 9);  /* 16 */
 		step(s, 11); /* 27 */
 		if (stage == 0) {
 			write_step(s, 30);
 			/* History past the committed count is written too, as commit() would. */
-			int32_t *t = (int32_t *)hyd_session_tokens(s);
+			int32_t *t = (int32_t *)hyd__sess_tokens(s);
 			for (uint32_t p = 27; p < 57; p++)
 				t[p] = -1;
 		} else {
-			ck_assert_int_eq(hyd_session_ensure_capacity(s, 90), 0);
+			ck_assert_int_eq(hyd__sess_ensure_capacity(s, 90), 0);
 		}
 		char c = 'k';
 		if (write(pfd[1], &c, 1) != 1)
@@ -598,17 +598,17 @@ static void crash_case(int stage)
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *s = attach(st, id);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *s = attach(st, id);
 	ck_assert_int_eq(init_calls, 0);
 	check_state(s, 27, 1);
 	/* The session goes on from there as if the lost step never started. */
 	step(s, 40);
 	check_state(s, 67, 0);
-	hyd_session_detach(s);
+	hyd__sess_detach(s);
 	s = attach(st, id);
 	check_state(s, 67, 0);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 
 START_TEST(test_crash_mid_step)
@@ -637,14 +637,14 @@ START_TEST(test_crash_mid_reset)
 	poke(id, offsetof(struct hyd_sess_hdr, replay_to), &v, 4);
 	v = HYD_SESS_F_NEEDS_INIT;
 	poke(id, offsetof(struct hyd_sess_hdr, flags), &v, 4);
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *s = attach(st, id);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *s = attach(st, id);
 	ck_assert_int_eq(init_calls, 1);
 	check_state(s, 0, 0);
-	ck_assert_uint_eq(hyd_session_replay_to(s), 20);
+	ck_assert_uint_eq(hyd__sess_replay_to(s), 20);
 	for (uint32_t p = 0; p < 20; p++)
-		ck_assert_int_eq(hyd_session_tokens(s)[p], token_at(p));
-	hyd_session_store_close(st);
+		ck_assert_int_eq(hyd__sess_tokens(s)[p], token_at(p));
+	hyd__sess_store_close(st);
 }
 END_TEST
 
@@ -652,16 +652,16 @@ END_TEST
 
 START_TEST(test_fork)
 {
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *a = create(st);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *a = create(st);
 	step(a, 33);
 	step(a, 4);
-	struct hyd_session *b = NULL;
-	ck_assert_int_eq(hyd_session_fork(st, a, uid, "branch", &b), 0);
-	ck_assert_str_ne(hyd_session_id(a), hyd_session_id(b));
-	ck_assert_str_eq(hyd_session_label(b), "branch");
+	struct hyd__sess *b = NULL;
+	ck_assert_int_eq(hyd__sess_fork(st, a, uid, "branch", &b), 0);
+	ck_assert_str_ne(hyd__sess_id(a), hyd__sess_id(b));
+	ck_assert_str_eq(hyd__sess_label(b), "branch");
 	char path[512];
-	path_of(hyd_session_id(b), path, sizeof(path));
+	path_of(hyd__sess_id(b), path, sizeof(path));
 	check_mode_0600(path);
 	check_same(a, b);
 	check_state(b, 37, 0);
@@ -671,82 +671,82 @@ START_TEST(test_fork)
 	check_state(b, 47, 1);
 	/* And durable: re-attach the fork. */
 	char id[HYD_SESSION_ID_LEN + 1];
-	snprintf(id, sizeof(id), "%s", hyd_session_id(b));
-	hyd_session_detach(b);
+	snprintf(id, sizeof(id), "%s", hyd__sess_id(b));
+	hyd__sess_detach(b);
 	b = attach(st, id);
 	check_state(b, 47, 1);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
 START_TEST(test_snapshot_restore)
 {
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *a = create(st);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *a = create(st);
 	step(a, 50);
 	step(a, 3);
 	char snap[512];
 	snprintf(snap, sizeof(snap), "%s/snap.hyds", dir);
 	umask(0);
-	ck_assert_int_eq(hyd_session_snapshot(a, snap), 0);
+	ck_assert_int_eq(hyd__sess_snapshot(a, snap), 0);
 	check_mode_0600(snap);
 	/* The snapshot is sparse like its source: no pages past the allocated ones. */
 	struct stat sb;
 	ck_assert_int_eq(stat(snap, &sb), 0);
 
-	struct hyd_session *b = NULL;
+	struct hyd__sess *b = NULL;
 	char err[160] = "";
-	ck_assert_int_eq(hyd_session_restore(st, snap, uid + 1, NULL, &b, err, sizeof(err)), -EACCES);
-	int rc = hyd_session_restore(st, snap, uid, "restored", &b, err, sizeof(err));
+	ck_assert_int_eq(hyd__sess_restore(st, snap, uid + 1, NULL, &b, err, sizeof(err)), -EACCES);
+	int rc = hyd__sess_restore(st, snap, uid, "restored", &b, err, sizeof(err));
 	ck_assert_msg(rc == 0, "restore: %d %s", rc, err);
 	check_same(a, b);
 	check_state(b, 53, 0);
-	ck_assert_str_eq(hyd_session_label(b), "restored");
+	ck_assert_str_eq(hyd__sess_label(b), "restored");
 
 	/* Overwriting a snapshot replaces it atomically; the old one was intact until then. */
 	step(a, 7);
-	ck_assert_int_eq(hyd_session_snapshot(a, snap), 0);
-	struct hyd_session *c = NULL;
-	ck_assert_int_eq(hyd_session_restore(st, snap, uid, NULL, &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(hyd__sess_snapshot(a, snap), 0);
+	struct hyd__sess *c = NULL;
+	ck_assert_int_eq(hyd__sess_restore(st, snap, uid, NULL, &c, err, sizeof(err)), 0);
 	check_same(a, c);
-	ck_assert_str_eq(hyd_session_label(c), "test");
+	ck_assert_str_eq(hyd__sess_label(c), "test");
 
 	/* A damaged snapshot is refused with the reason. */
 	ck_assert_int_eq(truncate(snap, 1000), 0);
-	struct hyd_session *d = NULL;
-	ck_assert_int_eq(hyd_session_restore(st, snap, uid, NULL, &d, err, sizeof(err)), -EBADMSG);
+	struct hyd__sess *d = NULL;
+	ck_assert_int_eq(hyd__sess_restore(st, snap, uid, NULL, &d, err, sizeof(err)), -EBADMSG);
 	ck_assert(strstr(err, "size mismatch"));
-	ck_assert_int_eq(hyd_session_restore(st, "/nonexistent/x", uid, NULL, &d, err, sizeof(err)), -ENOENT);
+	ck_assert_int_eq(hyd__sess_restore(st, "/nonexistent/x", uid, NULL, &d, err, sizeof(err)), -ENOENT);
 	ck_assert_ptr_null(d);
 
 	/* No temporary files are left behind anywhere. */
-	struct hyd_session_info arr[8];
+	struct hyd__sess_info arr[8];
 	memset(arr, 0, sizeof(arr));
-	ck_assert_int_eq(hyd_session_list(st, collect_cb, arr), 0);
+	ck_assert_int_eq(hyd__sess_list(st, collect_cb, arr), 0);
 	for (int i = 0; i < 8 && arr[i].name[0]; i++)
 		ck_assert_msg(arr[i].valid || strcmp(arr[i].name, "snap.hyds") == 0, "stray %s", arr[i].name);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
 START_TEST(test_delete)
 {
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *a = create(st);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *a = create(st);
 	step(a, 5);
 	char id[HYD_SESSION_ID_LEN + 1], path[512];
-	snprintf(id, sizeof(id), "%s", hyd_session_id(a));
+	snprintf(id, sizeof(id), "%s", hyd__sess_id(a));
 	path_of(id, path, sizeof(path));
-	ck_assert_int_eq(hyd_session_delete(a), 0);
+	ck_assert_int_eq(hyd__sess_delete(a), 0);
 	ck_assert_int_eq(access(path, F_OK), -1);
-	struct hyd_session *s = NULL;
+	struct hyd__sess *s = NULL;
 	char err[160];
-	ck_assert_int_eq(hyd_session_attach(st, id, uid, &s, err, sizeof(err)), -ENOENT);
-	struct hyd_session_usage u;
-	hyd_session_store_usage(st, &u);
+	ck_assert_int_eq(hyd__sess_attach(st, id, uid, &s, err, sizeof(err)), -ENOENT);
+	struct hyd__sess_usage u;
+	hyd__sess_store_usage(st, &u);
 	ck_assert_uint_eq(u.n_sessions, 0);
 	ck_assert_uint_eq(u.total_bytes, 0);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
@@ -754,23 +754,23 @@ END_TEST
 
 START_TEST(test_page_growth)
 {
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *s = create(st);
-	struct hyd_seq_view *v = hyd_session_view(s);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *s = create(st);
+	struct hyd_seq_view *v = hyd__sess_view(s);
 	step(s, 10);
 	ck_assert_uint_eq(v->layers[0].n_pages, 1);
 	void *p0 = v->layers[0].pages[0];
 	void *q0 = v->layers[3].pages[0];
 	for (uint32_t n = 11; n <= MAX_CTX; n += 13) {
-		ck_assert_int_eq(hyd_session_ensure_capacity(s, n), 0);
+		ck_assert_int_eq(hyd__sess_ensure_capacity(s, n), 0);
 		ck_assert_uint_eq(v->layers[0].n_pages, (n + PT - 1) / PT);
 		ck_assert_uint_eq(v->layers[3].n_pages, (n + PT - 1) / PT);
 		ck_assert_ptr_eq(v->layers[0].pages[0], p0); /* addresses never move */
 		ck_assert_ptr_eq(v->layers[3].pages[0], q0);
 		check_state(s, 10, 1);
 	}
-	ck_assert_int_eq(hyd_session_ensure_capacity(s, MAX_CTX), 0);
-	ck_assert_int_eq(hyd_session_ensure_capacity(s, MAX_CTX + 1), -E2BIG);
+	ck_assert_int_eq(hyd__sess_ensure_capacity(s, MAX_CTX), 0);
+	ck_assert_int_eq(hyd__sess_ensure_capacity(s, MAX_CTX + 1), -E2BIG);
 	/* Pages are distinct, aligned and do not overlap. */
 	for (uint32_t k = 1; k < v->layers[3].n_pages; k++)
 		ck_assert_uint_ge((uintptr_t)v->layers[3].pages[k] - (uintptr_t)v->layers[3].pages[k - 1],
@@ -780,102 +780,102 @@ START_TEST(test_page_growth)
 	/* Fill to the end and read it all back after a re-attach. */
 	step(s, 90);
 	int32_t t = 1;
-	ck_assert_int_eq(hyd_session_commit(s, 1, &t), -E2BIG);
+	ck_assert_int_eq(hyd__sess_commit(s, 1, &t), -E2BIG);
 	char id[HYD_SESSION_ID_LEN + 1];
-	snprintf(id, sizeof(id), "%s", hyd_session_id(s));
-	hyd_session_detach(s);
+	snprintf(id, sizeof(id), "%s", hyd__sess_id(s));
+	hyd__sess_detach(s);
 	s = attach(st, id);
 	check_state(s, 100, 0);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
 START_TEST(test_commit_needs_pages)
 {
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *s = create(st);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *s = create(st);
 	int32_t toks[20] = { 0 };
-	ck_assert_int_eq(hyd_session_commit(s, 20, toks), -EINVAL);
-	ck_assert_int_eq(hyd_session_commit(s, 0, toks), -EINVAL);
+	ck_assert_int_eq(hyd__sess_commit(s, 20, toks), -EINVAL);
+	ck_assert_int_eq(hyd__sess_commit(s, 0, toks), -EINVAL);
 	check_state(s, 0, 0);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
 START_TEST(test_truncate_paged)
 {
-	struct hyd_session_model m;
+	struct hyd__sess_model m;
 	model_desc(&m, 1);
 	m.n_layer = 2;
 	m.kinds = attn_kinds;
 	m.layouts = attn_layouts;
 	m.state_init = NULL;
-	struct hyd_session_store *st = open_store_with(&m, 0);
-	struct hyd_session *s = create(st);
-	struct hyd_seq_view *v = hyd_session_view(s);
+	struct hyd__sess_store *st = open_store_with(&m, 0);
+	struct hyd__sess *s = create(st);
+	struct hyd_seq_view *v = hyd__sess_view(s);
 	int32_t toks[60];
 	for (int i = 0; i < 60; i++)
 		toks[i] = token_at((uint32_t)i);
-	ck_assert_int_eq(hyd_session_ensure_capacity(s, 60), 0);
+	ck_assert_int_eq(hyd__sess_ensure_capacity(s, 60), 0);
 	for (uint32_t p = 0; p < 60; p++)
 		memset((uint8_t *)v->layers[1].pages[p / PT] + (p % PT) * 512, row_byte(1, p), 512);
-	ck_assert_int_eq(hyd_session_commit(s, 60, toks), 0);
+	ck_assert_int_eq(hyd__sess_commit(s, 60, toks), 0);
 	ck_assert_uint_eq(v->layers[1].n_pages, 4);
-	ck_assert_int_eq(hyd_session_truncate(s, 61), -ERANGE);
-	ck_assert_int_eq(hyd_session_truncate(s, 20), 0); /* no replay: attention only */
-	ck_assert_uint_eq(hyd_session_pos(s), 20);
+	ck_assert_int_eq(hyd__sess_truncate(s, 61), -ERANGE);
+	ck_assert_int_eq(hyd__sess_truncate(s, 20), 0); /* no replay: attention only */
+	ck_assert_uint_eq(hyd__sess_pos(s), 20);
 	ck_assert_uint_eq(v->layers[1].n_pages, 2);
-	ck_assert_uint_eq(hyd_session_replay_to(s), 20);
+	ck_assert_uint_eq(hyd__sess_replay_to(s), 20);
 	for (uint32_t p = 0; p < 20; p++)
 		ck_assert_uint_eq(((uint8_t *)v->layers[1].pages[p / PT])[(p % PT) * 512 + 511], row_byte(1, p));
-	struct hyd_session_usage u;
-	hyd_session_usage(s, &u);
+	struct hyd__sess_usage u;
+	hyd__sess_usage(s, &u);
 	ck_assert_uint_eq(u.kinds[0].n_pages, 4);
 	ck_assert_uint_eq(u.kinds[0].page_bytes, 2 * attn_layouts[0].page_bytes + 2 * attn_layouts[1].page_bytes);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
 START_TEST(test_truncate_replay)
 {
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *s = create(st);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *s = create(st);
 	step(s, 30);
 	step(s, 20);
 	ck_assert_int_eq(init_calls, 1);
-	ck_assert_int_eq(hyd_session_truncate(s, 50), 0); /* no-op */
-	ck_assert_int_eq(hyd_session_truncate(s, 24), 1); /* SSM/SWA: replay needed */
+	ck_assert_int_eq(hyd__sess_truncate(s, 50), 0); /* no-op */
+	ck_assert_int_eq(hyd__sess_truncate(s, 24), 1); /* SSM/SWA: replay needed */
 	ck_assert_int_eq(init_calls, 2);
 	check_state(s, 0, 0); /* fresh fixed regions (init fill), pos 0 */
-	ck_assert_uint_eq(hyd_session_replay_to(s), 24);
-	ck_assert_uint_eq(hyd_session_view(s)->layers[0].n_pages, 2);
+	ck_assert_uint_eq(hyd__sess_replay_to(s), 24);
+	ck_assert_uint_eq(hyd__sess_view(s)->layers[0].n_pages, 2);
 	for (uint32_t p = 0; p < 24; p++)
-		ck_assert_int_eq(hyd_session_tokens(s)[p], token_at(p));
+		ck_assert_int_eq(hyd__sess_tokens(s)[p], token_at(p));
 	/* The pending replay survives a re-attach. */
 	char id[HYD_SESSION_ID_LEN + 1];
-	snprintf(id, sizeof(id), "%s", hyd_session_id(s));
-	hyd_session_detach(s);
+	snprintf(id, sizeof(id), "%s", hyd__sess_id(s));
+	hyd__sess_detach(s);
 	s = attach(st, id);
-	ck_assert_uint_eq(hyd_session_replay_to(s), 24);
+	ck_assert_uint_eq(hyd__sess_replay_to(s), 24);
 	/* Replaying from the history itself keeps it pending until done. */
 	write_step(s, 10);
-	ck_assert_int_eq(hyd_session_commit(s, 10, hyd_session_tokens(s)), 0);
-	ck_assert_uint_eq(hyd_session_replay_to(s), 24);
+	ck_assert_int_eq(hyd__sess_commit(s, 10, hyd__sess_tokens(s)), 0);
+	ck_assert_uint_eq(hyd__sess_replay_to(s), 24);
 	step(s, 14);
 	check_state(s, 24, 0);
-	ck_assert_uint_eq(hyd_session_replay_to(s), 24);
+	ck_assert_uint_eq(hyd__sess_replay_to(s), 24);
 	/* A different token ends a pending replay. */
-	ck_assert_int_eq(hyd_session_truncate(s, 10), 1);
+	ck_assert_int_eq(hyd__sess_truncate(s, 10), 1);
 	int32_t other = 7;
 	write_step(s, 1);
-	ck_assert_int_eq(hyd_session_commit(s, 1, &other), 0);
-	ck_assert_uint_eq(hyd_session_replay_to(s), 1);
+	ck_assert_int_eq(hyd__sess_commit(s, 1, &other), 0);
+	ck_assert_uint_eq(hyd__sess_replay_to(s), 1);
 	/* Reset: empty, nothing to replay. */
-	ck_assert_int_eq(hyd_session_reset(s), 0);
+	ck_assert_int_eq(hyd__sess_reset(s), 0);
 	check_state(s, 0, 0);
-	ck_assert_uint_eq(hyd_session_replay_to(s), 0);
-	ck_assert_uint_eq(hyd_session_view(s)->layers[0].n_pages, 0);
-	hyd_session_store_close(st);
+	ck_assert_uint_eq(hyd__sess_replay_to(s), 0);
+	ck_assert_uint_eq(hyd__sess_view(s)->layers[0].n_pages, 0);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
@@ -883,17 +883,17 @@ END_TEST
 
 START_TEST(test_accounting)
 {
-	struct hyd_session_model m;
+	struct hyd__sess_model m;
 	model_desc(&m, 1);
-	struct hyd_session_store *st = open_store();
-	struct hyd_session *a = create(st);
-	struct hyd_session *b = create(st);
+	struct hyd__sess_store *st = open_store();
+	struct hyd__sess *a = create(st);
+	struct hyd__sess *b = create(st);
 	step(a, 40);
-	ck_assert_int_eq(hyd_session_ensure_capacity(b, 1), 0);
+	ck_assert_int_eq(hyd__sess_ensure_capacity(b, 1), 0);
 
 	const uint64_t hdr = sizeof(struct hyd_sess_hdr) + N_LAYER * sizeof(struct hyd_sess_layer) + MAX_CTX * 4;
-	struct hyd_session_usage u;
-	hyd_session_usage(a, &u);
+	struct hyd__sess_usage u;
+	hyd__sess_usage(a, &u);
 	ck_assert_uint_eq(u.n_sessions, 1);
 	ck_assert_uint_eq(u.tokens, 40);
 	ck_assert_uint_eq(u.header_bytes, hdr);
@@ -911,61 +911,61 @@ START_TEST(test_accounting)
 	const uint64_t a_bytes = hdr + layouts[1].fixed_bytes + layouts[2].fixed_bytes +
 				 3 * (layouts[0].page_bytes + layouts[3].page_bytes);
 	ck_assert_uint_eq(u.total_bytes, a_bytes);
-	ck_assert_uint_eq(hyd_session_bytes_for(&m, 40), a_bytes);
-	ck_assert_uint_eq(hyd_session_bytes_for(&m, 48), a_bytes);
-	ck_assert_uint_eq(hyd_session_bytes_for(&m, 49), a_bytes + layouts[0].page_bytes + layouts[3].page_bytes);
+	ck_assert_uint_eq(hyd__sess_bytes_for(&m, 40), a_bytes);
+	ck_assert_uint_eq(hyd__sess_bytes_for(&m, 48), a_bytes);
+	ck_assert_uint_eq(hyd__sess_bytes_for(&m, 49), a_bytes + layouts[0].page_bytes + layouts[3].page_bytes);
 
-	struct hyd_session_usage t;
-	hyd_session_store_usage(st, &t);
+	struct hyd__sess_usage t;
+	hyd__sess_store_usage(st, &t);
 	ck_assert_uint_eq(t.n_sessions, 2);
 	ck_assert_uint_eq(t.tokens, 40);
-	ck_assert_uint_eq(t.total_bytes, a_bytes + hyd_session_bytes_for(&m, 1));
+	ck_assert_uint_eq(t.total_bytes, a_bytes + hyd__sess_bytes_for(&m, 1));
 	ck_assert_uint_eq(t.kinds[0].n_pages, 8);
 	ck_assert_uint_eq(t.kinds[1].fixed_bytes, 2 * layouts[1].fixed_bytes);
-	hyd_session_detach(b);
-	hyd_session_store_usage(st, &t);
+	hyd__sess_detach(b);
+	hyd__sess_store_usage(st, &t);
 	ck_assert_uint_eq(t.total_bytes, a_bytes);
-	hyd_session_store_close(st);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
 START_TEST(test_memory_limit)
 {
-	struct hyd_session_model m;
+	struct hyd__sess_model m;
 	model_desc(&m, 1);
-	const uint64_t limit = hyd_session_bytes_for(&m, 32);
-	struct hyd_session_store *st = open_store_with(&m, limit);
-	struct hyd_session *a = create(st);
-	ck_assert_int_eq(hyd_session_ensure_capacity(a, 32), 0);
-	ck_assert_int_eq(hyd_session_ensure_capacity(a, 33), -ENOSPC);
-	ck_assert_uint_eq(hyd_session_view(a)->layers[0].n_pages, 2);
-	struct hyd_session *b = NULL;
-	ck_assert_int_eq(hyd_session_create(st, uid, NULL, &b), -ENOSPC);
-	ck_assert_int_eq(hyd_session_fork(st, a, uid, NULL, &b), -ENOSPC);
+	const uint64_t limit = hyd__sess_bytes_for(&m, 32);
+	struct hyd__sess_store *st = open_store_with(&m, limit);
+	struct hyd__sess *a = create(st);
+	ck_assert_int_eq(hyd__sess_ensure_capacity(a, 32), 0);
+	ck_assert_int_eq(hyd__sess_ensure_capacity(a, 33), -ENOSPC);
+	ck_assert_uint_eq(hyd__sess_view(a)->layers[0].n_pages, 2);
+	struct hyd__sess *b = NULL;
+	ck_assert_int_eq(hyd__sess_create(st, uid, NULL, &b), -ENOSPC);
+	ck_assert_int_eq(hyd__sess_fork(st, a, uid, NULL, &b), -ENOSPC);
 	/* Dropping pages makes room again. */
 	step(a, 5);
-	ck_assert_int_eq(hyd_session_truncate(a, 0), 0);
-	ck_assert_int_eq(hyd_session_ensure_capacity(a, 32), 0);
-	hyd_session_store_close(st);
+	ck_assert_int_eq(hyd__sess_truncate(a, 0), 0);
+	ck_assert_int_eq(hyd__sess_ensure_capacity(a, 32), 0);
+	hyd__sess_store_close(st);
 }
 END_TEST
 
 START_TEST(test_bad_model)
 {
-	struct hyd_session_model m;
+	struct hyd__sess_model m;
 	model_desc(&m, 1);
 	struct hyd_state_layout bad[N_LAYER];
 	memcpy(bad, layouts, sizeof(bad));
 	bad[0].page_tokens = 0;
 	m.layouts = bad;
-	struct hyd_session_store_opts o = { .dir = dir };
-	struct hyd_session_store *st = NULL;
+	struct hyd__sess_store_opts o = { .dir = dir };
+	struct hyd__sess_store *st = NULL;
 	char err[160];
-	ck_assert_int_eq(hyd_session_store_open(&o, &m, &st, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(hyd__sess_store_open(&o, &m, &st, err, sizeof(err)), -EINVAL);
 	/* A state directory others can write is refused. */
 	model_desc(&m, 1);
 	ck_assert_int_eq(chmod(dir, 0777), 0);
-	ck_assert_int_eq(hyd_session_store_open(&o, &m, &st, err, sizeof(err)), -EPERM);
+	ck_assert_int_eq(hyd__sess_store_open(&o, &m, &st, err, sizeof(err)), -EPERM);
 	ck_assert_ptr_null(st);
 }
 END_TEST

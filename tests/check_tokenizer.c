@@ -142,7 +142,7 @@ static void expect(const struct hyd_tokenizer *tok, const char *text, size_t len
 	int32_t *ids = NULL;
 	size_t n = 99;
 
-	ck_assert_int_eq(hyd_tokenize(tok, text, len, flags, &ids, &n), 0);
+	ck_assert_int_eq(hyd_tokenizer_encode(tok, text, len, flags, &ids, &n), 0);
 	ck_assert_ptr_nonnull(ids);
 	ck_assert_uint_eq(n, n_want);
 	for (size_t i = 0; i < n; i++)
@@ -313,11 +313,11 @@ START_TEST(test_empty_input)
 	int32_t *ids = NULL;
 	size_t n = 99;
 
-	ck_assert_int_eq(hyd_tokenize(tok, "", 0, 0, &ids, &n), 0);
+	ck_assert_int_eq(hyd_tokenizer_encode(tok, "", 0, 0, &ids, &n), 0);
 	ck_assert_ptr_nonnull(ids);
 	ck_assert_uint_eq(n, 0);
 	hyd_free(ids);
-	ck_assert_int_eq(hyd_tokenize(tok, NULL, 0, 0, &ids, &n), 0);
+	ck_assert_int_eq(hyd_tokenizer_encode(tok, NULL, 0, 0, &ids, &n), 0);
 	ck_assert_uint_eq(n, 0);
 	hyd_free(ids);
 	EXPECT(tok, "", HYD_TOK_ADD_SPECIAL, 1);

@@ -135,7 +135,7 @@ START_TEST(test_vocab_conformance)
 			q = e;
 		}
 		text_len = (size_t)(end - p);
-		r = hyd_tokenize(tok, p, text_len, 0, &ids, &n_ids);
+		r = hyd_tokenizer_encode(tok, p, text_len, 0, &ids, &n_ids);
 		ck_assert_int_eq(r, 0);
 		if (n_ids != n_want || memcmp(ids, want, n_ids * sizeof(*ids))) {
 			char got[4096] = "";
@@ -186,7 +186,7 @@ START_TEST(test_vocab_load_others)
 
 		snprintf(rel, sizeof(rel), "vocab/ggml-vocab-%s.gguf", others[i]);
 		tok = load(hyd_test_data_path(path, sizeof(path), rel), &g);
-		ck_assert_int_eq(hyd_tokenize(tok, "Hello world 123", 15, 0, &ids, &n), 0);
+		ck_assert_int_eq(hyd_tokenizer_encode(tok, "Hello world 123", 15, 0, &ids, &n), 0);
 		ck_assert_uint_ge(n, 2);
 		hyd_free(ids);
 		hyd_tokenizer_free(tok);
@@ -253,7 +253,7 @@ START_TEST(test_vocab_random)
 		int32_t *ids;
 		char *back;
 
-		ck_assert_int_eq(hyd_tokenize(tok, text, n, flags, &ids, &n_ids), 0);
+		ck_assert_int_eq(hyd_tokenizer_encode(tok, text, n, flags, &ids, &n_ids), 0);
 		for (size_t i = 0; i < n_ids; i++)
 			ck_assert_uint_lt((uint32_t)ids[i], hyd_tokenizer_n_vocab(tok));
 		hyd_detok_init(tok, &st);
@@ -293,7 +293,7 @@ static void check_case(json_t *c)
 	snprintf(rel, sizeof(rel), "models/%s", model);
 	tok = load(hyd_test_data_path(path, sizeof(path), rel), &g);
 
-	ck_assert_int_eq(hyd_tokenize(tok, json_string_value(jprompt), json_string_length(jprompt),
+	ck_assert_int_eq(hyd_tokenizer_encode(tok, json_string_value(jprompt), json_string_length(jprompt),
 				      HYD_TOK_ADD_SPECIAL, &ids, &n),
 			 0);
 	ck_assert_uint_eq(n, json_array_size(jpt));
