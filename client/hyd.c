@@ -17,7 +17,15 @@ static const char usage[] =
 	"Through the daemon (hydd; --socket PATH or HYD_SOCKET give its address):\n"
 	"  session    new | list | show ID | fork ID | snapshot ID FILE | restore FILE | rm ID\n"
 	"  status     model, memory per layer kind, sessions and throughput\n\n"
-	"Run 'hyd COMMAND --help' for the options of one command.\n";
+	"Completion through the daemon (no COMMAND; the prompt is -p TEXT or stdin):\n"
+	"  -s, --session ID|NAME   session to continue (default: the session named \"default\")\n"
+	"  -n N, --temp T, --top-k K, --top-p P, --min-p P, --repeat-penalty R, --seed S\n"
+	"                          sampling, as for 'hyd run'\n"
+	"  --stop TEXT             stop when TEXT is generated (repeatable)\n"
+	"  -S, --socket PATH       the daemon's socket (default: $HYD_SOCKET, else\n"
+	"                          $XDG_RUNTIME_DIR/hyd/hydd.sock, /run/hyd/hydd.sock for root)\n\n"
+	"Exit status: 0 ok, 1 the operation failed, 2 usage error, 3 the daemon is unreachable.\n"
+	"Run 'hyd COMMAND --help' for the options of one command; man hyd for everything.\n";
 
 struct command {
 	const char *name;

@@ -41,6 +41,8 @@ struct hyd_model {
 	/* work buffers, grown to the largest batch seen */
 	uint32_t cap_rows;
 	float *x, *xn, *y, *fa, *fb;
+	uint8_t *alone; /* per row: alone in its session's step (see hyd_matmul_rows) */
+	uint8_t *ones;  /* all rows alone */
 	float *router, *moe_out; /* MoE: router probabilities [rows][n_expert], one expert's output */
 	uint32_t max_expert;
 	void *scratch;
@@ -149,15 +151,19 @@ static int grow_buffers(struct hyd_model *m, uint32_t rows, uint32_t n_seqs)
 	void *sc = hyd_aligned_alloc(64, scratch ? scratch : 64);
 	float *router = hyd_aligned_alloc(64, (uint64_t)rows * (m->max_expert ? m->max_expert : 1) * 4);
 	float *moe_out = hyd_aligned_alloc(64, (uint64_t)m->plan.n_embd * 4);
-	if (!x || !xn || !y || !fa || !fb || !sc || !router || !moe_out) {
+	uint8_t *alone = hyd_malloc(rows), *ones = hyd_malloc(rows);
+	if (!x || !xn || !y || !fa || !fb || !sc || !router || !moe_out || !alone || !ones) {
 		hyd_free(x), hyd_free(xn), hyd_free(y), hyd_free(fa), hyd_free(fb), hyd_free(sc);
-		hyd_free(router), hyd_free(moe_out);
+		hyd_free(router), hyd_free(moe_out), hyd_free(alone), hyd_free(ones);
 		return -ENOMEM;
 	}
 	hyd_free(m->x), hyd_free(m->xn), hyd_free(m->y), hyd_free(m->fa), hyd_free(m->fb), hyd_free(m->scratch);
 	hyd_free(m->router), hyd_free(m->moe_out);
 	m->x = x, m->xn = xn, m->y = y, m->fa = fa, m->fb = fb, m->scratch = sc;
 	m->router = router, m->moe_out = moe_out;
+	memset(ones, 1, rows);
+	hyd_free(m->alone), hyd_free(m->ones);
+	m->alone = alone, m->ones = ones;
 	m->scratch_bytes = scratch;
 	m->cap_rows = rows;
 	return 0;
@@ -264,6 +270,7 @@ void hyd_model_free(struct hyd_model *m)
 	hyd_gguf_close(m->g);
 	hyd_free(m->x), hyd_free(m->xn), hyd_free(m->y), hyd_free(m->fa), hyd_free(m->fb), hyd_free(m->scratch);
 	hyd_free(m->router), hyd_free(m->moe_out);
+	hyd_free(m->alone), hyd_free(m->ones);
 	hyd_free(m->mseqs);
 	hyd_free(m);
 }
@@ -311,13 +318,13 @@ static void norm_rows(float *dst, const float *src, const struct hyd_tensor *w, 
 		hyd_rmsnorm(dst + (uint64_t)r * n, src + (uint64_t)r * n, wf, n, eps);
 }
 
-static int run_ffn(struct hyd_model *m, const struct hyd_ffn_plan *f, uint32_t rows)
+static int run_ffn(struct hyd_model *m, const struct hyd_ffn_plan *f, uint32_t rows, const uint8_t *alone)
 {
 	const struct hyd_parallel *par = hyd_pool_parallel(m->pool);
 	const uint32_t n_embd = m->plan.n_embd, n_ff = f->n_ff;
 	int r;
-	if ((r = hyd_matmul(par, f->gate, m->xn, n_embd, m->fa, n_ff, rows)) ||
-	    (r = hyd_matmul(par, f->up, m->xn, n_embd, m->fb, n_ff, rows)))
+	if ((r = hyd_matmul_rows(par, f->gate, m->xn, n_embd, m->fa, n_ff, rows, alone)) ||
+	    (r = hyd_matmul_rows(par, f->up, m->xn, n_embd, m->fb, n_ff, rows, alone)))
 		return r;
 	const uint64_t n = (uint64_t)rows * n_ff;
 	if (f->kind == HYD_FFN_GEGLU)
@@ -326,7 +333,7 @@ static int run_ffn(struct hyd_model *m, const struct hyd_ffn_plan *f, uint32_t r
 		hyd_silu(m->fa, (int64_t)n);
 	for (uint64_t i = 0; i < n; i++)
 		m->fa[i] *= m->fb[i];
-	return hyd_matmul(par, f->down, m->fa, n_ff, m->y, n_embd, rows);
+	return hyd_matmul_rows(par, f->down, m->fa, n_ff, m->y, n_embd, rows, alone);
 }
 
 /* Expert e of a stacked expert tensor {n_in, n_out, n_expert} as a plain matrix view. */
@@ -448,6 +455,7 @@ int hyd_model_step(struct hyd_model *m, struct hyd_seq_view *const *seqs, const 
 			if (p->embd_scale != 1.0f)
 				for (uint32_t i = 0; i < n_embd; i++)
 					x[i] *= p->embd_scale;
+			m->alone[row] = n_tokens[s] == 1;
 		}
 	const uint64_t nx = (uint64_t)rows * n_embd;
 	for (uint32_t li = 0; li < p->n_layer; li++) {
@@ -488,7 +496,10 @@ int hyd_model_step(struct hyd_model *m, struct hyd_seq_view *const *seqs, const 
 		if (lp->ffn.kind == HYD_FFN_NONE)
 			continue;
 		norm_rows(m->xn, m->x, lp->ffn_norm, rows, n_embd, p->norm_eps);
-		r = lp->ffn.kind == HYD_FFN_MOE ? run_moe(m, &lp->ffn, rows) : run_ffn(m, &lp->ffn, rows);
+		/* llama.cpp runs the last block's FFN on the output rows only, each alone */
+		const bool last = li + 1 == p->n_layer && !all_logits;
+		r = lp->ffn.kind == HYD_FFN_MOE ? run_moe(m, &lp->ffn, rows)
+						: run_ffn(m, &lp->ffn, rows, last ? m->ones : m->alone);
 		if (r)
 			return r;
 		if (lp->ffn_post_norm)
@@ -507,7 +518,8 @@ int hyd_model_step(struct hyd_model *m, struct hyd_seq_view *const *seqs, const 
 			n_out++;
 		}
 	}
-	if ((r = hyd_matmul(par, p->output, m->xn, n_embd, logits, p->n_vocab, n_out)))
+	if ((r = hyd_matmul_rows(par, p->output, m->xn, n_embd, logits, p->n_vocab, n_out,
+				 all_logits ? m->alone : m->ones)))
 		return r;
 	if (p->logit_scale != 1.0f || p->final_softcap > 0) {
 		const uint64_t n = (uint64_t)n_out * p->n_vocab;

@@ -17,6 +17,13 @@
 int hyd_matmul(const struct hyd_parallel *par, const struct hyd_tensor *W, const float *X,
 	       int64_t ldx, float *Y, int64_t ldy, int64_t n_rows);
 
+/* hyd_matmul for rows of several sequences batched together.  llama.cpp sums F16 products in
+ * one order for a step of one row and in another for a step of more (its gemm); alone[r] != 0
+ * says row r is alone in its sequence's step, so that a sequence's results do not depend on
+ * what it is batched with.  alone NULL: the rows are one sequence's step. */
+int hyd_matmul_rows(const struct hyd_parallel *par, const struct hyd_tensor *W, const float *X,
+		    int64_t ldx, float *Y, int64_t ldy, int64_t n_rows, const uint8_t *alone);
+
 /* Row r of a 2-D tensor (ne[0] elements) as floats. -ERANGE, -ENOTSUP. */
 int hyd_tensor_row(const struct hyd_tensor *W, int64_t r, float *out);
 

@@ -20,7 +20,9 @@
 
 struct mm_job {
 	const struct hyd_type_traits *tr;
-	hyd_vec_dot_fn dot;
+	hyd_vec_dot_fn dot;   /* rows that share their sequence's step with others */
+	hyd_vec_dot_fn dot1;  /* rows alone in their sequence's step */
+	const uint8_t *alone; /* per row, or NULL: none alone */
 	const char *w;        /* weight rows */
 	int64_t w_stride;     /* bytes per weight row */
 	const char *x;        /* converted activation rows */
@@ -39,15 +41,16 @@ static void mm_task(void *arg, uint32_t task, uint32_t thread)
 	int64_t o_end = o_begin + j->outs_per_task;
 	if (o_end > j->n_out)
 		o_end = j->n_out;
-	const hyd_vec_dot_fn dot = j->dot;
 	for (int64_t r0 = 0; r0 < j->n_rows; r0 += ROW_TILE) {
 		const int64_t r1 = r0 + ROW_TILE < j->n_rows ? r0 + ROW_TILE : j->n_rows;
 		for (int64_t o0 = o_begin; o0 < o_end; o0 += OUT_TILE) {
 			const int64_t o1 = o0 + OUT_TILE < o_end ? o0 + OUT_TILE : o_end;
 			for (int64_t o = o0; o < o1; o++) {
 				const char *wr = j->w + o * j->w_stride;
-				for (int64_t r = r0; r < r1; r++)
+				for (int64_t r = r0; r < r1; r++) {
+					const hyd_vec_dot_fn dot = j->alone && j->alone[r] ? j->dot1 : j->dot;
 					j->y[r * j->ldy + o] = dot(j->n_in, wr, j->x + r * j->x_stride);
+				}
 			}
 		}
 	}
@@ -73,6 +76,12 @@ static void *conv_space(size_t n)
 int hyd_matmul(const struct hyd_parallel *par, const struct hyd_tensor *W, const float *X,
 	       int64_t ldx, float *Y, int64_t ldy, int64_t n_rows)
 {
+	return hyd_matmul_rows(par, W, X, ldx, Y, ldy, n_rows, NULL);
+}
+
+int hyd_matmul_rows(const struct hyd_parallel *par, const struct hyd_tensor *W, const float *X,
+		    int64_t ldx, float *Y, int64_t ldy, int64_t n_rows, const uint8_t *alone)
+{
 	const struct hyd_type_traits *tr = hyd_type_traits(W->type);
 	if (!tr || !tr->vec_dot || !tr->to_float)
 		return -ENOTSUP;
@@ -82,6 +91,8 @@ int hyd_matmul(const struct hyd_parallel *par, const struct hyd_tensor *W, const
 	struct mm_job j = {
 		.tr = tr,
 		.dot = tr->vec_dot,
+		.dot1 = tr->vec_dot,
+		.alone = alone,
 		.w = W->data,
 		.w_stride = hyd_row_size(W->type, n_in),
 		.n_in = n_in,
@@ -93,7 +104,7 @@ int hyd_matmul(const struct hyd_parallel *par, const struct hyd_tensor *W, const
 	if (j.w_stride < 0)
 		return (int)j.w_stride;
 	/* ggml hands F16 matmuls of two rows or more to tinyBLAS, which sums in another order */
-	if (W->type == HYD_TYPE_F16 && n_rows >= 2 && n_in % 16 == 0 && n_out % 4 == 0)
+	if (W->type == HYD_TYPE_F16 && (n_rows >= 2 || alone) && n_in % 16 == 0 && n_out % 4 == 0)
 		j.dot = hyd__f16_gemm_dot();
 	if (tr->vec_dot_type == HYD_TYPE_F32) {
 		j.x = (const char *)X;

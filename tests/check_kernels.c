@@ -124,6 +124,39 @@ START_TEST(test_f16_mad_scale)
 }
 END_TEST
 
+START_TEST(test_matmul_rows_batch_invariant)
+{
+	/* a row alone in its session's step gets the bits of a one-row matmul; rows of a longer
+	 * step those of that step computed by itself, whatever they are batched with */
+	enum { N_IN = 64, N_OUT = 8, ROWS = 5 };
+	static uint16_t w[N_OUT * N_IN];
+	fill_f16(w, N_OUT * N_IN, 1.0f);
+	const struct hyd_tensor W = { "w", HYD_TYPE_F16, 2, { N_IN, N_OUT, 1, 1 }, w, sizeof(w) };
+	float x[ROWS * N_IN], y[ROWS * N_OUT], one[N_OUT], pair[2 * N_OUT];
+	for (int i = 0; i < ROWS * N_IN; i++)
+		x[i] = uniform(-1.0f, 1.0f);
+	const uint8_t alone[ROWS] = { 1, 0, 0, 1, 1 }; /* sessions of 1, 2, 1 and 1 rows */
+	ck_assert_int_eq(hyd_matmul_rows(NULL, &W, x, N_IN, y, N_OUT, ROWS, alone), 0);
+	ck_assert_int_eq(hyd_matmul(NULL, &W, x + N_IN, N_IN, pair, N_OUT, 2), 0);
+	ck_assert_mem_eq(y + N_OUT, pair, sizeof(pair));
+	for (int r = 0; r < ROWS; r++) {
+		if (!alone[r])
+			continue;
+		ck_assert_int_eq(hyd_matmul(NULL, &W, x + r * N_IN, N_IN, one, N_OUT, 1), 0);
+		ck_assert_mem_eq(y + r * N_OUT, one, sizeof(one));
+	}
+	/* and the two orders do differ somewhere, or this test would prove nothing */
+	int differ = 0;
+	for (int rep = 0; rep < 50 && !differ; rep++) {
+		fill_f16(w, N_OUT * N_IN, 1.0f);
+		ck_assert_int_eq(hyd_matmul(NULL, &W, x, N_IN, pair, N_OUT, 2), 0);
+		ck_assert_int_eq(hyd_matmul(NULL, &W, x, N_IN, one, N_OUT, 1), 0);
+		differ = memcmp(pair, one, sizeof(one)) != 0;
+	}
+	ck_assert(differ);
+}
+END_TEST
+
 START_TEST(test_gelu_table)
 {
 	float x[2000];
@@ -177,6 +210,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_f16_dot_definitions);
 	tcase_add_test(tc, test_f16_from_float_rounds_to_nearest_even);
 	tcase_add_test(tc, test_f16_mad_scale);
+	tcase_add_test(tc, test_matmul_rows_batch_invariant);
 	tcase_add_test(tc, test_gelu_table);
 	tcase_add_test(tc, test_rope_step);
 	suite_add_tcase(s, tc);

@@ -278,10 +278,12 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 	uint16_t *q16 = (uint16_t *)(o + (uint64_t)n * o_dim);
 	uint16_t *acc = q16 + (uint64_t)n * L->q_dim;
 	uint32_t row_seq_small[64];
+	uint8_t alone_small[64];
 	uint32_t *row_seq = n <= 64 ? row_seq_small : (uint32_t *)hyd_malloc(n * sizeof(uint32_t));
-	if (!row_seq)
-		return -ENOMEM;
-	int r;
+	uint8_t *alone = n <= 64 ? alone_small : (uint8_t *)hyd_malloc(n);
+	int r = -ENOMEM;
+	if (!row_seq || !alone)
+		goto out;
 	for (uint32_t si = 0; si < b->n_seqs; si++) {
 		const struct hyd_mixer_seq *s = &b->seqs[si];
 		if (s->row0 + s->n_rows > n || s->n_rows > lim->max_chunk || s->pos + s->n_rows > lim->max_ctx ||
@@ -290,12 +292,14 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 			r = -EINVAL;
 			goto out;
 		}
-		for (uint32_t i = 0; i < s->n_rows; i++)
+		for (uint32_t i = 0; i < s->n_rows; i++) {
 			row_seq[s->row0 + i] = si;
+			alone[s->row0 + i] = s->n_rows == 1;
+		}
 	}
-	if ((r = hyd_matmul(b->par, L->wq, b->x, hp->n_embd, q, L->q_dim, n)) ||
-	    (r = hyd_matmul(b->par, L->wk, b->x, hp->n_embd, k, L->k_dim, n)) ||
-	    (r = hyd_matmul(b->par, L->wv, b->x, hp->n_embd, v, L->v_dim, n)))
+	if ((r = hyd_matmul_rows(b->par, L->wq, b->x, hp->n_embd, q, L->q_dim, n, alone)) ||
+	    (r = hyd_matmul_rows(b->par, L->wk, b->x, hp->n_embd, k, L->k_dim, n, alone)) ||
+	    (r = hyd_matmul_rows(b->par, L->wv, b->x, hp->n_embd, v, L->v_dim, n, alone)))
 		goto out;
 	add_bias(q, L->bq, n, L->q_dim);
 	add_bias(k, L->bk, n, L->k_dim);
@@ -336,11 +340,13 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 	else
 		for (uint32_t t = 0; t < tasks; t++)
 			attn_task(&j, t, 0);
-	r = hyd_matmul(b->par, L->wo, o, (int64_t)o_dim, b->y, hp->n_embd, n);
+	r = hyd_matmul_rows(b->par, L->wo, o, (int64_t)o_dim, b->y, hp->n_embd, n, alone);
 	if (!r)
 		add_bias(b->y, L->bo, n, hp->n_embd);
 out:
 	if (row_seq != row_seq_small)
 		hyd_free(row_seq);
+	if (alone != alone_small)
+		hyd_free(alone);
 	return r;
 }
