@@ -367,11 +367,11 @@ static int swiglu_row(struct hyd_model *m, const struct hyd_tensor *gate, const 
  * (weights renormalised to 1 where the architecture does), SwiGLU per expert, weighted sum;
  * plus the shared expert when there is one.  Row by row: MoE models route every token
  * differently, and the experts' weights are read once per token either way. */
-static int run_moe(struct hyd_model *m, const struct hyd_ffn_plan *f, uint32_t rows)
+static int run_moe(struct hyd_model *m, const struct hyd_ffn_plan *f, uint32_t rows, const uint8_t *alone)
 {
 	const struct hyd_parallel *par = hyd_pool_parallel(m->pool);
 	const uint32_t n_embd = m->plan.n_embd, ne = f->n_expert, k = f->n_expert_used;
-	int r = hyd_matmul(par, f->gate_inp, m->xn, n_embd, m->router, ne, rows);
+	int r = hyd_matmul_rows(par, f->gate_inp, m->xn, n_embd, m->router, ne, rows, alone);
 	if (r)
 		return r;
 	memset(m->y, 0, (uint64_t)rows * n_embd * sizeof(float));
@@ -498,7 +498,7 @@ int hyd_model_step(struct hyd_model *m, struct hyd_seq_view *const *seqs, const 
 		norm_rows(m->xn, m->x, lp->ffn_norm, rows, n_embd, p->norm_eps);
 		/* llama.cpp runs the last block's FFN on the output rows only, each alone */
 		const bool last = li + 1 == p->n_layer && !all_logits;
-		r = lp->ffn.kind == HYD_FFN_MOE ? run_moe(m, &lp->ffn, rows)
+		r = lp->ffn.kind == HYD_FFN_MOE ? run_moe(m, &lp->ffn, rows, last ? m->ones : m->alone)
 						: run_ffn(m, &lp->ffn, rows, last ? m->ones : m->alone);
 		if (r)
 			return r;

@@ -190,10 +190,10 @@ static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)
 	j.xc = j.xz + (uint64_t)n * 2 * di;
 	j.dbc = j.xc + (uint64_t)n * di;
 	j.dt = j.dbc + (uint64_t)n * L->n_x;
-	if ((r = hyd_matmul(b->par, L->w_in, b->x, L->hp.n_embd, j.xz, 2 * di, n)))
+	if ((r = hyd__ssm_matmul(b, L->w_in, b->x, L->hp.n_embd, j.xz, 2 * di)))
 		return r;
 	hyd__ssm_run(b->par, b->n_seqs * j.n_blocks, m1_conv_task, &j);
-	if ((r = hyd_matmul(b->par, L->w_x, j.xc, di, j.dbc, L->n_x, n)))
+	if ((r = hyd__ssm_matmul(b, L->w_x, j.xc, di, j.dbc, L->n_x)))
 		return r;
 	if (L->dt_norm || L->b_norm || L->c_norm) {
 		const float eps = L->hp.norm_eps;
@@ -207,10 +207,10 @@ static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)
 				hyd_rmsnorm(cv, cv, L->c_norm, L->d_state, eps);
 		}
 	}
-	if ((r = hyd_matmul(b->par, L->w_dt, j.dbc, L->n_x, j.dt, di, n)))
+	if ((r = hyd__ssm_matmul(b, L->w_dt, j.dbc, L->n_x, j.dt, di)))
 		return r;
 	hyd__ssm_run(b->par, b->n_seqs * j.n_blocks, m1_scan_task, &j);
-	return hyd_matmul(b->par, L->w_out, j.dt, di, b->y, L->hp.n_embd, n);
+	return hyd__ssm_matmul(b, L->w_out, j.dt, di, b->y, L->hp.n_embd);
 }
 
 const struct hyd_mixer_factory hyd__mamba1_factory = {

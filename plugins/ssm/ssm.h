@@ -43,6 +43,10 @@ void hyd__ssm_conv(const float *in, int64_t ld_in, float *out, int64_t ld_out, u
 
 /* Validates the sequences of a batch against the batch's rows and limits. -EINVAL. */
 int hyd__ssm_check_batch(const struct hyd_mixer_batch *b);
+/* Y = X W^T over the batch's rows, each session's rows summed in the order its own step size
+ * calls for (hyd_matmul_rows), so results never depend on what a session is batched with. */
+int hyd__ssm_matmul(const struct hyd_mixer_batch *b, const struct hyd_tensor *W, const float *X, int64_t ldx,
+		    float *Y, int64_t ldy);
 
 /* h[n] = exp(dt * a[n]) * h[n] + bx * bv[n] for n < d_state, returns sum_n h[n] * c[n].
  * The mamba1 scan's inner loop (an exp per state element): vectorised where the CPU allows. */

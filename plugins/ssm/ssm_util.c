@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/alloc.h"
+#include "engine/kernels.h"
 #include "engine/types.h"
 #include "plugins/ssm/ssm.h"
 
@@ -272,4 +274,22 @@ float hyd__ssm_decay_dot(float *s, float da, float bx, const float *bv, const fl
 	if (__builtin_expect(!__atomic_load_n(&update_dot_impl, __ATOMIC_ACQUIRE), 0))
 		pick_impls();
 	return __atomic_load_n(&decay_dot_impl, __ATOMIC_RELAXED)(s, da, bx, bv, c, d_state);
+}
+
+int hyd__ssm_matmul(const struct hyd_mixer_batch *b, const struct hyd_tensor *W, const float *X, int64_t ldx,
+		    float *Y, int64_t ldy)
+{
+	const uint32_t n = b->n_rows;
+	uint8_t small[64];
+	uint8_t *alone = n <= sizeof(small) ? small : hyd_malloc(n);
+	if (!alone)
+		return -ENOMEM;
+	memset(alone, 0, n);
+	for (uint32_t s = 0; s < b->n_seqs; s++)
+		for (uint32_t i = 0; i < b->seqs[s].n_rows; i++)
+			alone[b->seqs[s].row0 + i] = b->seqs[s].n_rows == 1;
+	int r = hyd_matmul_rows(b->par, W, X, ldx, Y, ldy, n, alone);
+	if (alone != small)
+		hyd_free(alone);
+	return r;
 }
