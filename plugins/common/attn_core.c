@@ -156,11 +156,17 @@ int hyd__attn_state_layout(const void *layer, const struct hyd_state_limits *lim
 	return 0;
 }
 
-/* Scratch: q, k, v, o rows for the batch (f32), q rows as f16, then one f16 accumulator row per
- * thread. */
+/* llama.cpp's CPU flash attention switches to a tiled kernel when a step has at least this many
+ * query rows; its tiles of keys start at multiples of FA_TILE_KV. */
+#define FA_TILE_Q 64
+#define FA_TILE_KV 64
+
+/* Scratch: q, k, v, o rows for the batch (f32), q rows as f16, then per thread one f16
+ * accumulator row and, for the tiled kernel, an f32 accumulator row and a tile of scores. */
 static uint64_t acc_halves(const struct hyd_attn_layer *L)
 {
-	return ((uint64_t)L->hp.head_dim_v + 31) & ~(uint64_t)31;
+	const uint64_t dv = ((uint64_t)L->hp.head_dim_v + 31) & ~(uint64_t)31;
+	return dv + 2 * (dv + FA_TILE_KV);
 }
 
 uint64_t hyd__attn_scratch_size(const void *layer, const struct hyd_state_limits *lim, uint32_t max_rows,
@@ -169,7 +175,7 @@ uint64_t hyd__attn_scratch_size(const void *layer, const struct hyd_state_limits
 	const struct hyd_attn_layer *L = layer;
 	(void)lim;
 	uint64_t per_row = (uint64_t)L->q_dim + L->k_dim + L->v_dim + (uint64_t)L->hp.n_head * L->hp.head_dim_v;
-	uint64_t halves = (uint64_t)L->q_dim * max_rows + acc_halves(L) * (n_threads ? n_threads : 1);
+	uint64_t halves = (uint64_t)L->q_dim * max_rows + 1 + acc_halves(L) * (n_threads ? n_threads : 1);
 	return per_row * max_rows * sizeof(float) + halves * sizeof(uint16_t) + 256;
 }
 
@@ -207,7 +213,104 @@ struct attn_job {
 	uint64_t acc_stride;
 	uint32_t *row_seq;  /* seq index of each row */
 	hyd_vec_dot_fn dot; /* f16 x f16 */
+	const float *q32;   /* q rows in f32, for the tiled kernel */
+	const uint8_t *tiled; /* per row: its sequence's step takes the tiled kernel */
 };
+
+/* The visible span [first, p] of row task's query position. */
+static void visible_span(const struct attn_job *j, uint32_t row, uint32_t *ret_first, uint32_t *ret_p)
+{
+	const struct hyd_attn_layer *L = j->L;
+	const struct hyd_mixer_seq *s = &j->b->seqs[j->row_seq[row]];
+	const uint32_t p = s->pos + (row - s->row0);
+	uint32_t first = 0;
+	if (L->mode == HYD_KV_RING && p + 1 > L->hp.window)
+		first = p + 1 - L->hp.window;
+	*ret_first = first;
+	*ret_p = p;
+}
+
+/* Sum of 16 floats as a 512-bit horizontal add does: halves folded until one lane is left. */
+static float hsum16(const float *x)
+{
+	float t[16];
+	memcpy(t, x, sizeof(t));
+	for (int w = 8; w >= 1; w /= 2)
+		for (int i = 0; i < w; i++)
+			t[i] += t[i + w];
+	return t[0];
+}
+
+/* One (row, head) of ggml's tiled flash attention (a step of FA_TILE_Q rows or more): q stays f32,
+ * K and V are widened from f16 to f32, scores are plain f32 FMA chains, softmax is online per tile
+ * of FA_TILE_KV keys, and V is accumulated in f32. */
+static void attn_task_tiled(const struct attn_job *j, uint32_t row, uint32_t h, uint32_t thread)
+{
+	const struct hyd_attn_layer *L = j->L;
+	const struct hyd_mixer_hparams *hp = &L->hp;
+	const struct hyd_mixer_seq *s = &j->b->seqs[j->row_seq[row]];
+	const struct hyd_state_limits *lim = j->b->limits;
+	uint32_t first, p;
+	visible_span(j, row, &first, &p);
+	const uint32_t kvh = h / (hp->n_head / hp->n_head_kv);
+	const uint32_t dk = hp->head_dim_k, dv = hp->head_dim_v;
+	const uint64_t dv_pad = ((uint64_t)dv + 31) & ~(uint64_t)31;
+	const float *q = j->q32 + (uint64_t)row * L->q_dim + (uint64_t)h * dk;
+	float *acc = (float *)(j->acc + (uint64_t)thread * j->acc_stride + dv_pad);
+	float *sc = acc + dv_pad;
+	float scale = L->scale;
+	if (hp->attn_softcap > 0)
+		scale /= hp->attn_softcap;
+	memset(acc, 0, dv * sizeof(float));
+	float S = 0, M = -INFINITY;
+	for (uint32_t t0 = first - first % FA_TILE_KV; t0 <= p; t0 += FA_TILE_KV) {
+		float tmax = -INFINITY;
+		for (uint32_t i = 0; i < FA_TILE_KV; i++) {
+			const uint32_t t = t0 + i;
+			if (t < first || t > p) {
+				sc[i] = -INFINITY;
+				continue;
+			}
+			const uint16_t *kr = kv_row(L, s, lim, t, 0) + (uint64_t)kvh * dk;
+			float d = 0;
+			for (uint32_t e = 0; e < dk; e++)
+				d = fmaf(q[e], hyd_fp16_to_fp32(kr[e]), d);
+			d *= scale;
+			if (hp->attn_softcap > 0)
+				d = tanhf(d) * hp->attn_softcap;
+			sc[i] = d;
+			tmax = fmaxf(tmax, d);
+		}
+		if (tmax == -INFINITY)
+			continue;
+		const float mnew = fmaxf(M, tmax);
+		if (mnew > M) {
+			const float ms = expf(M - mnew);
+			for (uint32_t d = 0; d < dv; d++)
+				acc[d] *= ms;
+			S *= ms;
+		}
+		M = mnew;
+		for (uint32_t i = 0; i < FA_TILE_KV; i++)
+			sc[i] = expf(sc[i] - mnew);
+		double sum = 0;
+		for (uint32_t i = 0; i < FA_TILE_KV; i += 16)
+			sum += hsum16(sc + i);
+		S += (float)sum;
+		for (uint32_t i = 0; i < FA_TILE_KV; i++) {
+			const uint32_t t = t0 + i;
+			if (t < first || t > p)
+				continue;
+			const uint16_t *vr = kv_row(L, s, lim, t, 1) + (uint64_t)kvh * dv;
+			for (uint32_t d = 0; d < dv; d++)
+				acc[d] = fmaf(sc[i], hyd_fp16_to_fp32(vr[d]), acc[d]);
+		}
+	}
+	float *o = j->o + (uint64_t)row * hp->n_head * dv + (uint64_t)h * dv;
+	const float inv = S == 0 ? 0 : 1.0f / S;
+	for (uint32_t d = 0; d < dv; d++)
+		o[d] = acc[d] * inv;
+}
 
 /* One task = one (row, head).  This is ggml's CPU flash attention (llama.cpp's default), so that
  * greedy decoding makes llama.cpp's choices on near-ties: q rounded to f16, q.k in ggml's f16 dot
@@ -218,6 +321,10 @@ static void attn_task(void *arg, uint32_t task, uint32_t thread)
 	const struct hyd_attn_layer *L = j->L;
 	const struct hyd_mixer_hparams *hp = &L->hp;
 	const uint32_t row = task / hp->n_head, h = task % hp->n_head;
+	if (j->tiled[row]) {
+		attn_task_tiled(j, row, h, thread);
+		return;
+	}
 	const struct hyd_mixer_seq *s = &j->b->seqs[j->row_seq[row]];
 	const struct hyd_state_limits *lim = j->b->limits;
 	const uint32_t p = s->pos + (row - s->row0);
@@ -276,13 +383,15 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 	float *v = k + (uint64_t)n * L->k_dim;
 	float *o = v + (uint64_t)n * L->v_dim;
 	uint16_t *q16 = (uint16_t *)(o + (uint64_t)n * o_dim);
-	uint16_t *acc = q16 + (uint64_t)n * L->q_dim;
+	uint16_t *acc = q16 + (((uint64_t)n * L->q_dim + 1) & ~(uint64_t)1);
 	uint32_t row_seq_small[64];
 	uint8_t alone_small[64];
 	uint32_t *row_seq = n <= 64 ? row_seq_small : (uint32_t *)hyd_malloc(n * sizeof(uint32_t));
 	uint8_t *alone = n <= 64 ? alone_small : (uint8_t *)hyd_malloc(n);
+	uint8_t tiled_small[64];
+	uint8_t *tiled = n <= 64 ? tiled_small : (uint8_t *)hyd_malloc(n);
 	int r = -ENOMEM;
-	if (!row_seq || !alone)
+	if (!row_seq || !alone || !tiled)
 		goto out;
 	for (uint32_t si = 0; si < b->n_seqs; si++) {
 		const struct hyd_mixer_seq *s = &b->seqs[si];
@@ -295,6 +404,7 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 		for (uint32_t i = 0; i < s->n_rows; i++) {
 			row_seq[s->row0 + i] = si;
 			alone[s->row0 + i] = s->n_rows == 1;
+			tiled[s->row0 + i] = s->n_rows >= FA_TILE_Q;
 		}
 	}
 	if ((r = hyd_matmul_rows(b->par, L->wq, b->x, hp->n_embd, q, L->q_dim, n, alone)) ||
@@ -327,7 +437,7 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 	f16->from_float(q, q16, (int64_t)n * L->q_dim);
 	struct attn_job j = {
 		.L = L, .b = b, .q = q16, .o = o, .acc = acc, .acc_stride = acc_halves(L), .row_seq = row_seq,
-		.dot = f16->vec_dot,
+		.dot = f16->vec_dot, .q32 = q, .tiled = tiled,
 	};
 	const uint32_t tasks = n * hp->n_head;
 	/* scores are computed against every visible position: skip threading for tiny work */
@@ -348,5 +458,7 @@ out:
 		hyd_free(row_seq);
 	if (alone != alone_small)
 		hyd_free(alone);
+	if (tiled != tiled_small)
+		hyd_free(tiled);
 	return r;
 }
