@@ -192,7 +192,7 @@ static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)
 	j.dt = j.dbc + (uint64_t)n * L->n_x;
 	if ((r = hyd__ssm_matmul(b, L->w_in, b->x, L->hp.n_embd, j.xz, 2 * di)))
 		return r;
-	hyd__ssm_run(b->par, b->n_seqs * j.n_blocks, m1_conv_task, &j);
+	hyd__ssm_run(b->par, b->n_seqs * j.n_blocks, m1_conv_task, &j, (uint64_t)n * di * L->d_conv);
 	if ((r = hyd__ssm_matmul(b, L->w_x, j.xc, di, j.dbc, L->n_x)))
 		return r;
 	if (L->dt_norm || L->b_norm || L->c_norm) {
@@ -209,7 +209,7 @@ static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)
 	}
 	if ((r = hyd__ssm_matmul(b, L->w_dt, j.dbc, L->n_x, j.dt, di)))
 		return r;
-	hyd__ssm_run(b->par, b->n_seqs * j.n_blocks, m1_scan_task, &j);
+	hyd__ssm_run(b->par, b->n_seqs * j.n_blocks, m1_scan_task, &j, (uint64_t)n * di * L->d_state * 3);
 	return hyd__ssm_matmul(b, L->w_out, j.dt, di, b->y, L->hp.n_embd);
 }
 

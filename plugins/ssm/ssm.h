@@ -30,7 +30,10 @@ int hyd__ssm_f32(const struct hyd_layer_desc *d, const struct hyd_plugin_support
 		 int64_t ne0, int64_t ne1, bool required, const float **ret);
 
 /* Runs fn over n tasks, on the host's workers when there are several. */
-void hyd__ssm_run(const struct hyd_parallel *par, uint32_t n, hyd_task_fn fn, void *arg);
+/* Runs fn over n tasks, on the host's threads when the job is worth waking them for: work is
+ * the job's rough cost in multiply-adds; below a few tens of microseconds of it, handing tasks
+ * to another core costs more than it saves (and under CPU contention, much more). */
+void hyd__ssm_run(const struct hyd_parallel *par, uint32_t n, hyd_task_fn fn, void *arg, uint64_t work);
 
 /* Causal depthwise convolution with SiLU for channels [c0, c1) of one session's n_rows rows.
  * in: row r's channel c at in[r*ld_in + c] (pre-convolution values); out likewise with ld_out.

@@ -91,9 +91,11 @@ int hyd__ssm_f32(const struct hyd_layer_desc *d, const struct hyd_plugin_support
 	return 0;
 }
 
-void hyd__ssm_run(const struct hyd_parallel *par, uint32_t n, hyd_task_fn fn, void *arg)
+#define SSM_PARALLEL_MIN_WORK (1u << 17)
+
+void hyd__ssm_run(const struct hyd_parallel *par, uint32_t n, hyd_task_fn fn, void *arg, uint64_t work)
 {
-	if (par && par->run && par->n_threads > 1 && n > 1) {
+	if (par && par->run && par->n_threads > 1 && n > 1 && work >= SSM_PARALLEL_MIN_WORK) {
 		par->run(par->ctx, n, fn, arg);
 		return;
 	}
