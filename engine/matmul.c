@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "engine/alloc.h"
@@ -23,6 +24,7 @@ struct mm_job {
 	hyd_vec_dot_fn dot;   /* rows that share their sequence's step with others */
 	hyd_vec_dot_fn dot1;  /* rows alone in their sequence's step */
 	const uint8_t *alone; /* per row, or NULL: none alone */
+	hyd_gemm2x2_fn dot2x2; /* 2 outputs x 2 rows at once in dot's order, or NULL */
 	const char *w;        /* weight rows */
 	int64_t w_stride;     /* bytes per weight row */
 	const char *x;        /* converted activation rows */
@@ -45,7 +47,31 @@ static void mm_task(void *arg, uint32_t task, uint32_t thread)
 		const int64_t r1 = r0 + ROW_TILE < j->n_rows ? r0 + ROW_TILE : j->n_rows;
 		for (int64_t o0 = o_begin; o0 < o_end; o0 += OUT_TILE) {
 			const int64_t o1 = o0 + OUT_TILE < o_end ? o0 + OUT_TILE : o_end;
-			for (int64_t o = o0; o < o1; o++) {
+			int64_t o = o0;
+			if (j->dot2x2)
+				for (; o + 2 <= o1; o += 2) {
+					const char *w0 = j->w + o * j->w_stride, *w1 = w0 + j->w_stride;
+					int64_t r = r0;
+					/* pairs of rows that share their step use the blocked kernel */
+					while (r < r1) {
+						const bool pair = r + 1 < r1 && !(j->alone && (j->alone[r] || j->alone[r + 1]));
+						if (!pair) {
+							const hyd_vec_dot_fn dot = j->alone && j->alone[r] ? j->dot1 : j->dot;
+							j->y[r * j->ldy + o] = dot(j->n_in, w0, j->x + r * j->x_stride);
+							j->y[r * j->ldy + o + 1] = dot(j->n_in, w1, j->x + r * j->x_stride);
+							r++;
+							continue;
+						}
+						float out[4];
+						j->dot2x2(j->n_in, w0, w1, j->x + r * j->x_stride, j->x + (r + 1) * j->x_stride, out);
+						j->y[r * j->ldy + o] = out[0];
+						j->y[(r + 1) * j->ldy + o] = out[1];
+						j->y[r * j->ldy + o + 1] = out[2];
+						j->y[(r + 1) * j->ldy + o + 1] = out[3];
+						r += 2;
+					}
+				}
+			for (; o < o1; o++) {
 				const char *wr = j->w + o * j->w_stride;
 				for (int64_t r = r0; r < r1; r++) {
 					const hyd_vec_dot_fn dot = j->alone && j->alone[r] ? j->dot1 : j->dot;
@@ -104,8 +130,10 @@ int hyd_matmul_rows(const struct hyd_parallel *par, const struct hyd_tensor *W, 
 	if (j.w_stride < 0)
 		return (int)j.w_stride;
 	/* ggml hands F16 matmuls of two rows or more to tinyBLAS, which sums in another order */
-	if (W->type == HYD_TYPE_F16 && (n_rows >= 2 || alone) && n_in % 16 == 0 && n_out % 4 == 0)
+	if (W->type == HYD_TYPE_F16 && (n_rows >= 2 || alone) && n_in % 16 == 0 && n_out % 4 == 0) {
 		j.dot = hyd__f16_gemm_dot();
+		j.dot2x2 = hyd__f16_gemm_2x2();
+	}
 	if (tr->vec_dot_type == HYD_TYPE_F32) {
 		j.x = (const char *)X;
 		j.x_stride = ldx * (int64_t)sizeof(float);

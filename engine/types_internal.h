@@ -22,6 +22,12 @@ void hyd__float_register(struct hyd_type_traits *tab, enum hyd_simd level);
 float hyd__f16_dot_f16_ref(int64_t n, const void *w, const void *x);
 float hyd__f16_dot_f16_gemm_ref(int64_t n, const void *w, const void *x);
 hyd_vec_dot_fn hyd__f16_gemm_dot(void);
+/* Four gemm-order dots at once: out = {w0.x0, w0.x1, w1.x0, w1.x1}, each bit-identical to
+ * hyd__f16_gemm_dot()'s result (the block only interleaves independent sums). */
+typedef void (*hyd_gemm2x2_fn)(int64_t n, const void *w0, const void *w1, const void *x0, const void *x1,
+			       float out[4]);
+hyd_gemm2x2_fn hyd__f16_gemm_2x2(void);
+hyd_gemm2x2_fn hyd__f16_gemm_2x2_ref(void);
 /* Fill the quantized types' entries (engine/quant.c). */
 void hyd__quant_register(struct hyd_type_traits *tab, enum hyd_simd level);
 

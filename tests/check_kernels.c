@@ -60,6 +60,32 @@ START_TEST(test_f16_dot_simd_matches_ref)
 }
 END_TEST
 
+/* The 2x2 block must give each of its four outputs bit for bit as the single gemm dot does:
+ * it only interleaves independent sums. */
+START_TEST(test_f16_gemm_2x2_matches_single)
+{
+	const hyd_vec_dot_fn gemm = hyd__f16_gemm_dot();
+	const hyd_gemm2x2_fn block = hyd__f16_gemm_2x2(), block_ref = hyd__f16_gemm_2x2_ref();
+	static const int64_t lens[] = { 16, 32, 64, 128, 640, 2048 };
+	static uint16_t w0[2048], w1[2048], x0[2048], x1[2048];
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		const int64_t n = lens[k];
+		for (int rep = 0; rep < 20; rep++) {
+			fill_f16(w0, n, 2.0f), fill_f16(w1, n, 2.0f), fill_f16(x0, n, 3.0f), fill_f16(x1, n, 3.0f);
+			float out[4], ref[4];
+			block(n, w0, w1, x0, x1, out);
+			block_ref(n, w0, w1, x0, x1, ref);
+			const float want[4] = { gemm(n, w0, x0), gemm(n, w0, x1), gemm(n, w1, x0), gemm(n, w1, x1) };
+			for (int i = 0; i < 4; i++) {
+				ck_assert_msg(same_bits(out[i], want[i]), "2x2 output %d, n=%lld", i, (long long)n);
+				ck_assert_msg(same_bits(ref[i], hyd__f16_dot_f16_gemm_ref(n, i < 2 ? w0 : w1, i % 2 ? x1 : x0)),
+					      "2x2 reference output %d, n=%lld", i, (long long)n);
+			}
+		}
+	}
+}
+END_TEST
+
 START_TEST(test_f16_dot_definitions)
 {
 	/* small integers: every order gives the exact sum */
@@ -207,6 +233,7 @@ static Suite *suite(void)
 	Suite *s = suite_create("kernels");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, test_f16_dot_simd_matches_ref);
+	tcase_add_test(tc, test_f16_gemm_2x2_matches_single);
 	tcase_add_test(tc, test_f16_dot_definitions);
 	tcase_add_test(tc, test_f16_from_float_rounds_to_nearest_even);
 	tcase_add_test(tc, test_f16_mad_scale);
