@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/alloc.h"
@@ -312,6 +314,143 @@ static void attn_task_tiled(const struct attn_job *j, uint32_t row, uint32_t h, 
 		o[d] = acc[d] * inv;
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define TILED_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define TILED_MAX_DK 512
+
+/* d[l] = sum over e in order of q[e] * k[l][e], one f32 FMA chain per key (k[l] NULL: 0). */
+TILED_AVX2 static void scores8_avx2(const float *q, const uint16_t *const *k, uint32_t dk, float *kf, float *d)
+{
+	for (uint32_t l = 0; l < 8; l++) {
+		float *row = kf + (uint64_t)l * dk;
+		if (!k[l]) {
+			memset(row, 0, dk * sizeof(float));
+			continue;
+		}
+		uint32_t e = 0;
+		for (; e + 8 <= dk; e += 8)
+			_mm256_storeu_ps(row + e, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + e))));
+		for (; e < dk; e++)
+			row[e] = hyd_fp16_to_fp32(k[l][e]);
+	}
+	float d0 = 0, d1 = 0, d2 = 0, d3 = 0, d4 = 0, d5 = 0, d6 = 0, d7 = 0;
+	const float *k0 = kf, *k1 = kf + dk, *k2 = kf + 2 * dk, *k3 = kf + 3 * dk, *k4 = kf + 4 * dk,
+		    *k5 = kf + 5 * dk, *k6 = kf + 6 * dk, *k7 = kf + 7 * dk;
+	for (uint32_t e = 0; e < dk; e++) {
+		const float qe = q[e];
+		d0 = __builtin_fmaf(qe, k0[e], d0);
+		d1 = __builtin_fmaf(qe, k1[e], d1);
+		d2 = __builtin_fmaf(qe, k2[e], d2);
+		d3 = __builtin_fmaf(qe, k3[e], d3);
+		d4 = __builtin_fmaf(qe, k4[e], d4);
+		d5 = __builtin_fmaf(qe, k5[e], d5);
+		d6 = __builtin_fmaf(qe, k6[e], d6);
+		d7 = __builtin_fmaf(qe, k7[e], d7);
+	}
+	d[0] = d0, d[1] = d1, d[2] = d2, d[3] = d3, d[4] = d4, d[5] = d5, d[6] = d6, d[7] = d7;
+}
+
+TILED_AVX2 static void attn_task_tiled_avx2(const struct attn_job *j, uint32_t row, uint32_t h, uint32_t thread)
+{
+	const struct hyd_attn_layer *L = j->L;
+	const struct hyd_mixer_hparams *hp = &L->hp;
+	const struct hyd_mixer_seq *s = &j->b->seqs[j->row_seq[row]];
+	const struct hyd_state_limits *lim = j->b->limits;
+	uint32_t first, p;
+	visible_span(j, row, &first, &p);
+	const uint32_t kvh = h / (hp->n_head / hp->n_head_kv);
+	const uint32_t dk = hp->head_dim_k, dv = hp->head_dim_v;
+	const uint64_t dv_pad = ((uint64_t)dv + 31) & ~(uint64_t)31;
+	const float *q = j->q32 + (uint64_t)row * L->q_dim + (uint64_t)h * dk;
+	float *acc = (float *)(j->acc + (uint64_t)thread * j->acc_stride + dv_pad);
+	float *sc = acc + dv_pad;
+	float scale = L->scale;
+	if (hp->attn_softcap > 0)
+		scale /= hp->attn_softcap;
+	memset(acc, 0, dv * sizeof(float));
+	float kf[8 * TILED_MAX_DK];
+	float S = 0, M = -INFINITY;
+	for (uint32_t t0 = first - first % FA_TILE_KV; t0 <= p; t0 += FA_TILE_KV) {
+		float tmax = -INFINITY;
+		for (uint32_t i0 = 0; i0 < FA_TILE_KV; i0 += 8) {
+			/* eight keys at a time: eight independent FMA chains, each over e = 0..dk-1 in
+			 * order as the reference computes it, with K widened by F16C (exact) */
+			const uint16_t *kr[8];
+			for (uint32_t l = 0; l < 8; l++) {
+				const uint32_t t = t0 + i0 + l;
+				kr[l] = t < first || t > p ? NULL : kv_row(L, s, lim, t, 0) + (uint64_t)kvh * dk;
+			}
+			float d[8];
+			scores8_avx2(q, kr, dk, kf, d);
+			for (uint32_t l = 0; l < 8; l++) {
+				const uint32_t i = i0 + l;
+				if (!kr[l]) {
+					sc[i] = -INFINITY;
+					continue;
+				}
+				float v = d[l] * scale;
+				if (hp->attn_softcap > 0)
+					v = tanhf(v) * hp->attn_softcap;
+				sc[i] = v;
+				tmax = fmaxf(tmax, v);
+			}
+		}
+		if (tmax == -INFINITY)
+			continue;
+		const float mnew = fmaxf(M, tmax);
+		if (mnew > M) {
+			const float ms = expf(M - mnew);
+			for (uint32_t d = 0; d < dv; d++)
+				acc[d] *= ms;
+			S *= ms;
+		}
+		M = mnew;
+		for (uint32_t i = 0; i < FA_TILE_KV; i++)
+			sc[i] = expf(sc[i] - mnew);
+		double sum = 0;
+		for (uint32_t i = 0; i < FA_TILE_KV; i += 16)
+			sum += hsum16(sc + i);
+		S += (float)sum;
+		for (uint32_t i = 0; i < FA_TILE_KV; i++) {
+			const uint32_t t = t0 + i;
+			if (t < first || t > p)
+				continue;
+			const uint16_t *vr = kv_row(L, s, lim, t, 1) + (uint64_t)kvh * dv;
+			/* per lane one fused multiply-add, one rounding: identical to fmaf */
+			const __m256 pv = _mm256_set1_ps(sc[i]);
+			uint32_t d = 0;
+			for (; d + 8 <= dv; d += 8)
+				_mm256_storeu_ps(acc + d, _mm256_fmadd_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + d))),
+									  _mm256_loadu_ps(acc + d)));
+			for (; d < dv; d++)
+				acc[d] = __builtin_fmaf(sc[i], hyd_fp16_to_fp32(vr[d]), acc[d]);
+		}
+	}
+	float *o = j->o + (uint64_t)row * hp->n_head * dv + (uint64_t)h * dv;
+	const float inv = S == 0 ? 0 : 1.0f / S;
+	for (uint32_t d = 0; d < dv; d++)
+		o[d] = acc[d] * inv;
+}
+
+#endif
+
+#if defined(__x86_64__)
+/* The AVX2 tiled path computes exactly what attn_task_tiled computes (same chains, same
+ * order, one rounding per FMA); HYD_SIMD=scalar selects the reference. */
+static bool tiled_use_avx2(void)
+{
+	static int use = -1;
+	if (use < 0) {
+		const char *cap = getenv("HYD_SIMD");
+		__builtin_cpu_init();
+		use = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		      __builtin_cpu_supports("f16c") && !(cap && !strcmp(cap, "scalar"));
+	}
+	return use;
+}
+#endif
+
 /* One task = one (row, head).  This is ggml's CPU flash attention (llama.cpp's default), so that
  * greedy decoding makes llama.cpp's choices on near-ties: q rounded to f16, q.k in ggml's f16 dot
  * order, online softmax in f32, and the weighted sum of V rows accumulated in f16. */
@@ -322,6 +461,12 @@ static void attn_task(void *arg, uint32_t task, uint32_t thread)
 	const struct hyd_mixer_hparams *hp = &L->hp;
 	const uint32_t row = task / hp->n_head, h = task % hp->n_head;
 	if (j->tiled[row]) {
+#if defined(__x86_64__)
+		if (tiled_use_avx2() && L->hp.head_dim_k <= TILED_MAX_DK) {
+			attn_task_tiled_avx2(j, row, h, thread);
+			return;
+		}
+#endif
 		attn_task_tiled(j, row, h, thread);
 		return;
 	}
