@@ -8,10 +8,12 @@
  * bandwidth for each thread count (--bw, GB/s, from bench/bandwidth) it also prints the bound
  * bandwidth / weight bytes per token and the percentage of it reached.
  *
+ * Every run checks that the last logits are finite (fails with EDOM otherwise).
  * Plugins come from $HYD_PLUGIN_PATH (in a build tree: plugins/.libs). */
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +65,10 @@ static int run_once(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32
 	for (uint32_t i = 0; i < n && !r; i += chunk)
 		r = hyd_local_seq_feed(m, s, toks + i, n - i < chunk ? n - i : chunk, logits, false);
 	const double dt = hyd__bench_now() - t0, dc = cpu_now() - c0;
+	/* random weights must still give finite logits: a NaN would mean a broken model or kernel */
+	for (uint32_t i = 0; !r && i < hyd_model_n_vocab(m); i++)
+		if (!isfinite(logits[i]))
+			r = -EDOM;
 	if (!r) {
 		*ret_tps = (double)n / dt;
 		*ret_cpu = dc / dt;

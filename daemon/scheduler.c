@@ -17,6 +17,7 @@ struct hyd_sched_job {
 	uint64_t conn, req;
 	struct hyd_sched_gen g;
 	struct hyd_rng rng;
+	bool keep_rng;          /* the client chose the seed: the stream is kept in the session */
 	struct hyd_detok dt;
 	uint32_t n_prompt, n_generated;
 	uint64_t t_start, t_first;
@@ -254,6 +255,8 @@ int hyd__sched_append(struct hyd_sched *sc, struct hyd_sched_sess *e, const int3
 		snprintf(err, errlen, "context full: %u + %u tokens exceed the session's %u", have, n, cap);
 		return -ENOSPC;
 	}
+	/* new history: a stored random stream no longer continues it */
+	hyd__sess_gen_clear(e->s);
 	int r = hyd__sess_push_pending(e->s, tokens, n);
 	if (r)
 		snprintf(err, errlen, "cannot record the tokens: %s", strerror(-r));
@@ -297,10 +300,16 @@ int hyd__sched_generate(struct hyd_sched *sc, struct hyd_sched_sess *e, uint64_t
 	j->conn = conn;
 	j->req = req;
 	j->g = *g;
+	/* A client's seed names a stream: if the session holds that stream's state at its current
+	 * length (a generation with this seed was interrupted, by a crash or max_tokens), it goes
+	 * on from there, so the pieces equal one uninterrupted generation. */
 	uint64_t seed = g->sp.seed;
-	while (!seed && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-		seed = now_ns();
-	hyd_rng_seed(&j->rng, seed);
+	j->keep_rng = seed != 0;
+	if (!j->keep_rng || !hyd__sess_gen_load(s, seed, j->rng.s)) {
+		while (!seed && getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+			seed = now_ns();
+		hyd_rng_seed(&j->rng, seed);
+	}
 	hyd_detok_init(sc->tk, &j->dt);
 	j->dt.strip_leading_space = false; /* a continuation keeps its leading space */
 	j->n_prompt = end - pos;
@@ -439,7 +448,11 @@ static void after_step(struct hyd_sched *sc, struct hyd_sched_job *j, uint32_t n
 		j->t_first = now_ns();
 	/* Record the sampled token before the commit makes the step count: a crash in between
 	 * re-evaluates the step with this token (correct, if not the same chunking); a crash after
-	 * it finds the token pending.  Either way nothing needs logits that are gone. */
+	 * it finds the token pending.  Either way nothing needs logits that are gone.  The random
+	 * state after the draw goes first, tagged with the length the token makes: until the
+	 * token is recorded the state for the current length stays valid in the other slot. */
+	if (j->keep_rng)
+		hyd__sess_gen_save(s, j->g.sp.seed, j->rng.s);
 	bool recorded = hyd__sess_push_pending(s, &tok, 1) == 0;
 	if ((r = hyd__sess_commit(s, n, hist + pos)) < 0) {
 		finish(sc, j, HYD_SCHED_ERROR, r, true);

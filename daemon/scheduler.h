@@ -66,7 +66,9 @@ struct hyd_sched_opts {
 #define HYD_SCHED_MAX_STOP 16
 #define HYD_SCHED_STOP_LEN 255
 struct hyd_sched_gen {
-	struct hyd_sampler_params sp; /* seed 0: random */
+	/* seed 0: random; otherwise a stream of that seed stored in the session at its current
+	 * length is resumed (hyd__sess_gen_load(), docs/SESSIONS.md) */
+	struct hyd_sampler_params sp;
 	uint32_t max_tokens;    /* 0: until end of generation or the context is full */
 	uint32_t n_stop;
 	uint16_t stop_len[HYD_SCHED_MAX_STOP];

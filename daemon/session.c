@@ -760,6 +760,15 @@ int hyd__sess_ensure_capacity(struct hyd__sess *s, uint32_t n_tokens)
 	return rc;
 }
 
+/* Forget the stored random stream (docs/SESSIONS.md, generation state). */
+static void gen_clear_slots(struct hyd__sess *s)
+{
+	for (int k = 0; k < 2; k++) {
+		__atomic_store_n(&s->hdr->gen[k].n_tokens, 0, __ATOMIC_RELAXED);
+		s->h.gen[k].n_tokens = 0;
+	}
+}
+
 int hyd__sess_commit(struct hyd__sess *s, uint32_t n, const int32_t *tokens)
 {
 	if (n == 0 || !tokens)
@@ -807,10 +816,57 @@ int hyd__sess_set_pending_end(struct hyd__sess *s, uint32_t end)
 {
 	if (end < s->pos || end > hyd__sess_replay_to(s))
 		return -ERANGE;
+	if (end < hyd__sess_replay_to(s))
+		gen_clear_slots(s);
 	const uint32_t v = end > s->pos ? end : 0;
 	__atomic_store_n(&s->hdr->replay_to, v, __ATOMIC_RELEASE);
 	s->h.replay_to = v;
 	return 0;
+}
+
+/* ------------------------------------------------------------------- generation state */
+
+void hyd__sess_gen_clear(struct hyd__sess *s)
+{
+	gen_clear_slots(s);
+}
+
+int hyd__sess_gen_save(struct hyd__sess *s, uint64_t seed, const uint64_t rng[4])
+{
+	const uint32_t n = hyd__sess_replay_to(s) + 1;
+	if (n > s->h.max_ctx)
+		return -E2BIG;
+	if (seed != s->h.gen_seed) {
+		/* Another stream: no slot may pair the new seed with the old stream's state. */
+		gen_clear_slots(s);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		__atomic_store_n(&s->hdr->gen_seed, seed, __ATOMIC_RELAXED);
+		s->h.gen_seed = seed;
+	}
+	/* The slot of the other parity holds the state for the session's current length and stays
+	 * intact; this one is invalidated while its state is torn. */
+	struct hyd_sess_gen *g = &s->hdr->gen[n & 1];
+	__atomic_store_n(&g->n_tokens, 0, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(g->rng, rng, sizeof(g->rng));
+	__atomic_store_n(&g->n_tokens, n, __ATOMIC_RELEASE);
+	memcpy(s->h.gen[n & 1].rng, rng, sizeof(g->rng));
+	s->h.gen[n & 1].n_tokens = n;
+	return 0;
+}
+
+bool hyd__sess_gen_load(const struct hyd__sess *s, uint64_t seed, uint64_t ret_rng[4])
+{
+	const uint32_t n = hyd__sess_replay_to(s);
+	const struct hyd_sess_gen *g = &s->h.gen[n & 1];
+	if (n == 0 || seed != s->h.gen_seed || g->n_tokens != n)
+		return false;
+	uint64_t r[4];
+	memcpy(r, g->rng, sizeof(r));
+	if (!(r[0] | r[1] | r[2] | r[3]))
+		return false; /* not a state the generator can be in */
+	memcpy(ret_rng, r, sizeof(r));
+	return true;
 }
 
 static bool has_fixed_state(const struct hyd__sess *s)
@@ -823,6 +879,7 @@ static bool has_fixed_state(const struct hyd__sess *s)
 
 static void reset_for_replay(struct hyd__sess *s, uint32_t n)
 {
+	gen_clear_slots(s);
 	__atomic_store_n(&s->hdr->replay_to, n, __ATOMIC_RELEASE);
 	s->h.replay_to = n;
 	set_flags(s, s->h.flags | HYD_SESS_F_NEEDS_INIT);
@@ -840,6 +897,7 @@ int hyd__sess_truncate(struct hyd__sess *s, uint32_t n)
 		reset_for_replay(s, n);
 		return n ? 1 : 0;
 	}
+	gen_clear_slots(s);
 	/* Paged layers only: state at positions < n is untouched by later tokens. */
 	publish_commit(s, n, s->state_index);
 	drop_pages(s, n);

@@ -120,6 +120,20 @@ uint32_t hyd__sess_replay_to(const struct hyd__sess *s);
 int hyd__sess_push_pending(struct hyd__sess *s, const int32_t *tokens, uint32_t n);
 int hyd__sess_set_pending_end(struct hyd__sess *s, uint32_t end);
 
+/* Generation state: the sampler's random stream, kept with the session so that a sampled
+ * generation continued after a crash (or in several requests) draws exactly what one
+ * uninterrupted generation would (docs/SESSIONS.md).  gen_save stores rng, the state after
+ * sampling a token, for seed and the length the session will have once that token is
+ * recorded (hyd__sess_replay_to() + 1): call it before hyd__sess_push_pending() of the token,
+ * so that it is in place before the commit.  Crash-consistent (double-buffered by length).
+ * -E2BIG when the token has no place.  gen_load: true with the stored state when the stored
+ * seed is seed and the state was saved at the session's current length.  gen_clear forgets
+ * it (the history was changed by other means); truncate, reset and dropping pending tokens
+ * clear it too. */
+int hyd__sess_gen_save(struct hyd__sess *s, uint64_t seed, const uint64_t rng[4]);
+bool hyd__sess_gen_load(const struct hyd__sess *s, uint64_t seed, uint64_t ret_rng[4]);
+void hyd__sess_gen_clear(struct hyd__sess *s);
+
 /* A new session (owned by uid) with a copy of src's state, history and pages.  Pages are
  * copied, not shared. */
 int hyd__sess_fork(struct hyd__sess_store *st, const struct hyd__sess *src, uint32_t uid,

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define HYD_SESS_MAGIC "HYDSESS\0"
-#define HYD_SESS_VERSION 1u
+#define HYD_SESS_VERSION 2u /* 2: generation state (gen_seed, gen[]) in the header */
 #define HYD_SESS_KIND_LEN 16
 #define HYD_SESS_LABEL_LEN 64
 
@@ -42,6 +42,15 @@
 #define HYD_SESS_COMMIT_POS(c) ((uint32_t)(c))
 #define HYD_SESS_COMMIT_SI(c) ((uint32_t)((c) >> 32))
 
+/* The sampler's random state after a sampled token was recorded, so that a generation
+ * continued after a crash draws from the same stream (docs/SESSIONS.md).  Double-buffered: the
+ * slot n_tokens & 1 is written, so the slot of the session's current length is never torn.
+ * n_tokens is stored last (release); 0: empty. */
+struct hyd_sess_gen {
+	uint32_t n_tokens;         /* the session's length (replay_to) once the token was recorded */
+	uint32_t rng[8];           /* struct hyd_rng, 4 x u64 as host-order 32-bit halves */
+};
+
 struct hyd_sess_hdr {
 	uint8_t magic[8];          /* HYD_SESS_MAGIC */
 	uint32_t version;          /* HYD_SESS_VERSION */
@@ -59,7 +68,8 @@ struct hyd_sess_hdr {
 	uint32_t replay_to;        /* history tokens [0, replay_to) are valid for a replay */
 	uint32_t _pad0;
 	char label[HYD_SESS_LABEL_LEN]; /* NUL-terminated */
-	uint8_t _reserved[80];
+	uint64_t gen_seed;         /* the seed whose random stream gen[] continues */
+	struct hyd_sess_gen gen[2];
 };
 
 struct hyd_sess_layer {
@@ -82,6 +92,9 @@ _Static_assert(offsetof(struct hyd_sess_hdr, commit) % 8 == 0, "hdr.commit must 
 _Static_assert(offsetof(struct hyd_sess_hdr, layers_off) == 80, "hdr.layers_off offset");
 _Static_assert(offsetof(struct hyd_sess_hdr, created) == 96, "hdr.created offset");
 _Static_assert(offsetof(struct hyd_sess_hdr, label) == 112, "hdr.label offset");
+_Static_assert(offsetof(struct hyd_sess_hdr, gen_seed) == 176, "hdr.gen_seed offset");
+_Static_assert(offsetof(struct hyd_sess_hdr, gen) == 184, "hdr.gen offset");
+_Static_assert(sizeof(struct hyd_sess_gen) == 36, "generation slot is 36 bytes");
 _Static_assert(sizeof(struct hyd_sess_layer) == 64, "session layer entry is 64 bytes");
 _Static_assert(offsetof(struct hyd_sess_layer, fixed_off) == 16, "layer.fixed_off offset");
 _Static_assert(offsetof(struct hyd_sess_layer, page_tokens) == 48, "layer.page_tokens offset");

@@ -82,6 +82,9 @@ int hyd__sess_validate_hdr(const struct hyd_sess_hdr *h, uint64_t file_size, con
 		return BAD("token count %u exceeds capacity %u", HYD_SESS_COMMIT_POS(c), h->max_ctx);
 	if (h->replay_to > h->max_ctx)
 		return BAD("replay count %u exceeds capacity %u", h->replay_to, h->max_ctx);
+	for (int k = 0; k < 2; k++)
+		if (h->gen[k].n_tokens > h->max_ctx || (h->gen[k].n_tokens && (h->gen[k].n_tokens & 1) != (uint32_t)k))
+			return BAD("generation state %d at token %u is out of place", k, h->gen[k].n_tokens);
 	if (ex && ex->fingerprint && memcmp(ex->fingerprint, h->fingerprint, sizeof(h->fingerprint)) != 0)
 		return BAD("model fingerprint differs: the session belongs to another model");
 	if (ex && ex->n_layer && h->n_layer != ex->n_layer)

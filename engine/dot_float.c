@@ -177,8 +177,17 @@ AVX2 static float f16_dot_f16_avx2(int64_t n, const void *w, const void *x)
 	const __m256 lo = _mm256_add_ps(_mm256_add_ps(s0l, s2l), _mm256_add_ps(s1l, s3l));
 	const __m256 hi = _mm256_add_ps(_mm256_add_ps(s0h, s2h), _mm256_add_ps(s1h, s3h));
 	double s = hsum256(_mm256_add_ps(lo, hi));
-	for (int64_t i = np; i < n; i++)
-		s += (double)(hyd_fp16_to_fp32(a[i]) * hyd_fp16_to_fp32(b[i]));
+	/* the tail, in order: each product rounded to float, then added in double (for small heads
+	 * this is the whole dot, so it is vectorised up to the sequential double sum) */
+	int64_t i = np;
+	for (; i + 8 <= n; i += 8) {
+		float pr[8];
+		_mm256_storeu_ps(pr, _mm256_mul_ps(load_f16x8(a + i), load_f16x8(b + i)));
+		for (int l = 0; l < 8; l++)
+			s += (double)pr[l];
+	}
+	for (; i < n; i++)
+		s += (double)(_cvtsh_ss(a[i]) * _cvtsh_ss(b[i]));
 	return (float)s;
 }
 

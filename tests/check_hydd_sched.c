@@ -1,9 +1,11 @@
 /* hydd's scheduler with the bundled model: batched generation equals `hyd run`'s greedy loop,
- * a SIGKILL mid-generation loses nothing, stop strings, truncate, cancel, slow clients. */
+ * a SIGKILL mid-generation loses nothing (greedy and sampled: the random stream is kept in the
+ * session), stop strings, truncate, cancel, slow clients. */
 #include "config.h"
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 
 #include "daemon/local_seq.h"
 #include "daemon/scheduler.h"
+#include "daemon/session_format.h"
 #include "daemon/tokenizer.h"
 #include "engine/alloc.h"
 
@@ -123,8 +126,9 @@ static void tokenize_prompt(const char *text, int32_t **ret, size_t *ret_n)
 	ck_assert_int_eq(hyd_tokenizer_encode(hyd_model_tokenizer(M), text, strlen(text), HYD_TOK_ADD_SPECIAL, ret, ret_n), 0);
 }
 
-/* What `hyd run --temp 0 -n n` does, in tokens. */
-static void reference(const char *prompt, uint32_t n, int32_t *out, uint32_t *ret_n)
+/* What `hyd run -n n` with sampler parameters sp does, in tokens. */
+static void reference_sp(const char *prompt, uint32_t n, const struct hyd_sampler_params *sp, int32_t *out,
+			 uint32_t *ret_n)
 {
 	int32_t *toks;
 	size_t nt;
@@ -137,15 +141,12 @@ static void reference(const char *prompt, uint32_t n, int32_t *out, uint32_t *re
 	struct hyd_sampler *smp;
 	ck_assert_int_eq(hyd_local_seq_new(M, &seq), 0);
 	ck_assert_int_eq(hyd_sampler_new(nv, &smp), 0);
-	struct hyd_sampler_params sp;
-	hyd_sampler_defaults(&sp);
-	sp.temperature = 0;
 	struct hyd_rng rng;
-	hyd_rng_seed(&rng, 1);
+	hyd_rng_seed(&rng, sp->seed);
 	ck_assert_int_eq(hyd_local_seq_feed(M, seq, toks, (uint32_t)nt, logits, false), 0);
 	uint32_t k = 0;
 	for (; k < n; k++) {
-		int32_t id = hyd_sampler_pick(smp, &sp, &rng, logits, hist, nt + k);
+		int32_t id = hyd_sampler_pick(smp, sp, &rng, logits, hist, nt + k);
 		if (hyd_tokenizer_is_eog(hyd_model_tokenizer(M), id))
 			break;
 		hist[nt + k] = out[k] = id;
@@ -158,6 +159,16 @@ static void reference(const char *prompt, uint32_t n, int32_t *out, uint32_t *re
 	hyd_free(logits);
 	hyd_free(hist);
 	hyd_free(toks);
+}
+
+static void greedy(struct hyd_sched_gen *g, uint32_t max_tokens);
+
+/* What `hyd run --temp 0 -n n` does, in tokens. */
+static void reference(const char *prompt, uint32_t n, int32_t *out, uint32_t *ret_n)
+{
+	struct hyd_sched_gen g;
+	greedy(&g, n);
+	reference_sp(prompt, n, &g.sp, out, ret_n);
 }
 
 static struct hyd_sched *new_sched(struct rec *r)
@@ -190,6 +201,18 @@ static void greedy(struct hyd_sched_gen *g, uint32_t max_tokens)
 	hyd_sampler_defaults(&g->sp);
 	g->sp.temperature = 0;
 	g->sp.seed = 1;
+	g->max_tokens = max_tokens;
+}
+
+/* temperature 0.8 with top-k 40, top-p 0.95, min-p 0.05 (the defaults) and seed 42 */
+static void sampled(struct hyd_sched_gen *g, uint32_t max_tokens)
+{
+	memset(g, 0, sizeof(*g));
+	hyd_sampler_defaults(&g->sp);
+	g->sp.temperature = 0.8f;
+	g->sp.top_k = 40;
+	g->sp.top_p = 0.95f;
+	g->sp.seed = 42;
 	g->max_tokens = max_tokens;
 }
 
@@ -240,9 +263,9 @@ START_TEST(test_batch_equals_reference)
 }
 END_TEST
 
-/* A child generates, is SIGKILLed mid-way; the parent attaches the session and continues: the
- * tokens are those of one uninterrupted run. */
-START_TEST(test_kill_and_continue)
+/* A child generates, is SIGKILLed mid-way; the parent attaches the session and continues (the
+ * same request, for the tokens still missing): the tokens are those of one uninterrupted run. */
+static void kill_and_continue(void (*params)(struct hyd_sched_gen *g, uint32_t max_tokens))
 {
 	const char *dir = tmp_dir();
 	const uint32_t N = 48;
@@ -258,7 +281,7 @@ START_TEST(test_kill_and_continue)
 		ck_assert_int_ge(pid, 0);
 		if (pid == 0) {
 			struct hyd_sched_gen g;
-			greedy(&g, N);
+			params(&g, N);
 			if (hyd__sched_generate(sc, e, 1, 1, &g, err, sizeof(err)) < 0)
 				_exit(2);
 			for (uint32_t i = 0; i < kill_after + 16; i++)
@@ -282,13 +305,14 @@ START_TEST(test_kill_and_continue)
 		ck_assert_uint_lt(have, N);
 		ck_assert_uint_gt(hyd__sched_n_tokens(e), hyd__sess_pos(s)); /* the last token is pending */
 		struct hyd_sched_gen g;
-		greedy(&g, N - have);
+		params(&g, N - have);
 		ck_assert_int_eq(hyd__sched_generate(sc, e, 1, 2, &g, err, sizeof(err)), 0);
 		run_all(sc);
 		ck_assert(r->done[2]);
 		int32_t ref[64];
 		uint32_t nref;
-		reference(prompts[1], N, ref, &nref);
+		params(&g, N);
+		reference_sp(prompts[1], N, &g.sp, ref, &nref);
 		ck_assert_uint_eq(hyd__sched_n_tokens(e), n_prompt + nref);
 		const int32_t *hist = hyd__sess_tokens(s);
 		for (uint32_t k = 0; k < nref; k++)
@@ -300,6 +324,88 @@ START_TEST(test_kill_and_continue)
 		hyd__sess_store_close(st);
 		hyd_free(r);
 	}
+}
+
+START_TEST(test_kill_and_continue)
+{
+	kill_and_continue(greedy);
+}
+END_TEST
+
+START_TEST(test_kill_and_continue_sampled)
+{
+	kill_and_continue(sampled);
+}
+END_TEST
+
+/* A sampled generation in pieces with the same seed is one generation; new history (append,
+ * truncate) or another seed starts a fresh stream. */
+START_TEST(test_sampled_pieces)
+{
+	const uint32_t N = 40;
+	struct rec *r = hyd_calloc(1, sizeof(*r));
+	const char *dir = tmp_dir();
+	struct hyd__sess_store *st = open_store(dir);
+	struct hyd_sched *sc = new_sched(r);
+	struct hyd_sched_sess *e = new_session(st, sc, prompts[0]);
+	const uint32_t n_prompt = hyd__sched_n_tokens(e);
+	struct hyd_sched_gen g;
+	char err[256];
+	int32_t ref[64];
+	uint32_t nref;
+	sampled(&g, N);
+	reference_sp(prompts[0], N, &g.sp, ref, &nref);
+	ck_assert_uint_gt(nref, 15);
+	uint32_t got = 0;
+	for (uint32_t req = 1, piece = 5; got < nref; req++, piece += 3) {
+		sampled(&g, piece < nref - got ? piece : nref - got);
+		ck_assert_int_eq(hyd__sched_generate(sc, e, 1, req, &g, err, sizeof(err)), 0);
+		run_all(sc);
+		ck_assert(r->done[req]);
+		for (uint32_t k = 0; k < r->n[req]; k++)
+			ck_assert_msg(r->toks[req][k] == ref[got + k], "piece %u: token %u is %d, expected %d", req,
+				      got + k, r->toks[req][k], ref[got + k]);
+		got += r->n[req];
+		ck_assert_uint_lt(req, MAXREQ - 2);
+	}
+	/* back to the prompt: the stream starts again from the seed */
+	ck_assert_int_eq(hyd__sched_truncate(sc, e, n_prompt), 0);
+	sampled(&g, 12);
+	ck_assert_int_eq(hyd__sched_generate(sc, e, 1, MAXREQ - 1, &g, err, sizeof(err)), 0);
+	run_all(sc);
+	ck_assert_uint_eq(r->n[MAXREQ - 1], 12);
+	ck_assert(!memcmp(r->toks[MAXREQ - 1], ref, 12 * sizeof(int32_t)));
+
+	/* the stored stream is in the file: a corrupt slot is refused, an old version reported */
+	char id[64], path[512];
+	snprintf(id, sizeof(id), "%s", hyd__sess_id(e->s));
+	snprintf(path, sizeof(path), "%s/%s", dir, id);
+	hyd__sched_free(sc);
+	hyd__sess_store_close(st);
+	int fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	struct hyd_sess_hdr h;
+	ck_assert_int_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	ck_assert_uint_eq(h.gen_seed, 42);
+	ck_assert(h.gen[0].n_tokens || h.gen[1].n_tokens);
+	struct hyd_sess_hdr bad = h;
+	bad.gen[1].n_tokens = h.max_ctx + 1;
+	ck_assert_int_eq(pwrite(fd, &bad, sizeof(bad), 0), (ssize_t)sizeof(bad));
+	st = open_store(dir);
+	struct hyd__sess *s;
+	ck_assert_int_eq(hyd__sess_attach(st, id, 1000, &s, err, sizeof(err)), -EBADMSG);
+	ck_assert_ptr_nonnull(strstr(err, "generation state"));
+	bad = h;
+	bad.version = 1;
+	ck_assert_int_eq(pwrite(fd, &bad, sizeof(bad), 0), (ssize_t)sizeof(bad));
+	ck_assert_int_eq(hyd__sess_attach(st, id, 1000, &s, err, sizeof(err)), -EBADMSG);
+	ck_assert_ptr_nonnull(strstr(err, "version 1"));
+	ck_assert_int_eq(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	ck_assert_int_eq(hyd__sess_attach(st, id, 1000, &s, err, sizeof(err)), 0);
+	hyd__sess_detach(s);
+	close(fd);
+	hyd__sess_store_close(st);
+	hyd_free(r);
 }
 END_TEST
 
@@ -414,6 +520,8 @@ int main(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_batch_equals_reference);
 	tcase_add_test(tc, test_kill_and_continue);
+	tcase_add_test(tc, test_kill_and_continue_sampled);
+	tcase_add_test(tc, test_sampled_pieces);
 	tcase_add_test(tc, test_stop_truncate_cancel);
 	tcase_add_test(tc, test_paused_client);
 	suite_add_tcase(s, tc);
