@@ -134,6 +134,21 @@ static struct hyd_sched_sess *lookup(struct hydd *d, struct hyd_conn *c, uint64_
 	return hyd__sched_find(d->sc, wid, hyd_server_conn_uid(c));
 }
 
+/* The caller's session with wire id `id`, or NULL after answering the request with the
+ * error; with need_idle, a session that is generating is refused too. */
+static struct hyd_sched_sess *session_or_fail(struct hydd *d, struct hyd_conn *c, const struct hyd_request *req,
+					       uint64_t id, bool need_idle)
+{
+	struct hyd_sched_sess *e = lookup(d, c, id);
+	if (!e)
+		hyd_server_send_error(c, req->id, -ENOENT, "no session %016llx", (unsigned long long)id);
+	else if (need_idle && e->job)
+		hyd_server_send_error(c, req->id, -EBUSY, "the session is generating");
+	else
+		return e;
+	return NULL;
+}
+
 /* Memory admission: can session e (NULL: a new one) grow to n tokens within --memory-limit? */
 static int admit(struct hydd *d, const struct hyd_sched_sess *e, uint32_t n, char *err, size_t errlen)
 {
@@ -220,11 +235,9 @@ static int do_append(struct hydd *d, struct hyd_conn *c, const struct hyd_reques
 	struct hyd_wire_append m;
 	memcpy(&m, req->payload, sizeof(m));
 	const char *data = (const char *)req->payload + sizeof(m);
-	struct hyd_sched_sess *e = lookup(d, c, m.session);
+	struct hyd_sched_sess *e = session_or_fail(d, c, req, m.session, true);
 	if (!e)
-		FAIL(-ENOENT, "no session %016llx", (unsigned long long)m.session);
-	if (e->job)
-		FAIL(-EBUSY, "the session is generating");
+		return 0;
 	const struct hyd_tokenizer *tk = hyd_model_tokenizer(d->m);
 	const bool bos = (m.flags & HYD_APPEND_BOS) && hyd__sched_n_tokens(e) == 0 && hyd_tokenizer_add_bos(tk) &&
 			 hyd_tokenizer_bos(tk) >= 0;
@@ -276,9 +289,9 @@ static int do_generate(struct hydd *d, struct hyd_conn *c, const struct hyd_requ
 {
 	struct hyd_wire_generate m;
 	memcpy(&m, req->payload, sizeof(m));
-	struct hyd_sched_sess *e = lookup(d, c, m.session);
+	struct hyd_sched_sess *e = session_or_fail(d, c, req, m.session, false);
 	if (!e)
-		FAIL(-ENOENT, "no session %016llx", (unsigned long long)m.session);
+		return 0;
 	struct hyd_sched_gen *g = hyd_calloc(1, sizeof(*g));
 	if (!g)
 		FAIL(-ENOMEM, "out of memory");
@@ -323,11 +336,9 @@ static int do_truncate(struct hydd *d, struct hyd_conn *c, const struct hyd_requ
 {
 	struct hyd_wire_truncate m;
 	memcpy(&m, req->payload, sizeof(m));
-	struct hyd_sched_sess *e = lookup(d, c, m.session);
+	struct hyd_sched_sess *e = session_or_fail(d, c, req, m.session, true);
 	if (!e)
-		FAIL(-ENOENT, "no session %016llx", (unsigned long long)m.session);
-	if (e->job)
-		FAIL(-EBUSY, "the session is generating");
+		return 0;
 	if (m.n_tokens > hyd__sched_n_tokens(e))
 		FAIL(-EINVAL, "cannot keep %u tokens: the session has %u", m.n_tokens, hyd__sched_n_tokens(e));
 	int r = hyd__sched_truncate(d->sc, e, m.n_tokens);
@@ -342,9 +353,9 @@ static int do_fork(struct hydd *d, struct hyd_conn *c, const struct hyd_request 
 	struct hyd_wire_open m;
 	memcpy(&m, req->payload, sizeof(m));
 	const uint32_t uid = hyd_server_conn_uid(c);
-	struct hyd_sched_sess *e = lookup(d, c, m.session), *ne;
+	struct hyd_sched_sess *e = session_or_fail(d, c, req, m.session, false), *ne;
 	if (!e)
-		FAIL(-ENOENT, "no session %016llx", (unsigned long long)m.session);
+		return 0;
 	if (name_taken(d, uid, m.name))
 		FAIL(-EEXIST, "a session named '%s' exists", m.name);
 	if (hyd__sched_n_sessions(d->sc) >= d->max_sessions)
@@ -428,9 +439,9 @@ static int do_snapshot(struct hydd *d, struct hyd_conn *c, const struct hyd_requ
 {
 	struct hyd_wire_path m;
 	memcpy(&m, req->payload, sizeof(m));
-	struct hyd_sched_sess *e = lookup(d, c, m.session);
+	struct hyd_sched_sess *e = session_or_fail(d, c, req, m.session, false);
 	if (!e)
-		FAIL(-ENOENT, "no session %016llx", (unsigned long long)m.session);
+		return 0;
 	char path[PATH_MAX], err[512];
 	int r = snapshot_path(d, c, (const char *)req->payload + sizeof(m), m.path_len, path, sizeof(path), err,
 			      sizeof(err));
@@ -479,11 +490,9 @@ static int do_delete(struct hydd *d, struct hyd_conn *c, const struct hyd_reques
 {
 	struct hyd_wire_session m;
 	memcpy(&m, req->payload, sizeof(m));
-	struct hyd_sched_sess *e = lookup(d, c, m.session);
+	struct hyd_sched_sess *e = session_or_fail(d, c, req, m.session, true);
 	if (!e)
-		FAIL(-ENOENT, "no session %016llx", (unsigned long long)m.session);
-	if (e->job)
-		FAIL(-EBUSY, "the session is generating");
+		return 0;
 	struct hyd__sess *s = hyd__sched_remove(d->sc, e);
 	int r = hyd__sess_delete(s);
 	if (r < 0)
