@@ -1,6 +1,6 @@
 /* hyd_matmul speed per weight type, one thread, separating the kernel from memory:
  *
- *   bench/matmul_bench [-r repeats] [-p rows]
+ *   bench/matmul_bench [-r repeats] [-p rows] [-k row_length]
  *
  * For each type: decode (one activation row) over a weight matrix that stays in L2 (the
  * kernel's own speed) and over one of ~256 MB streamed from DRAM (what decode sees), both as
@@ -84,23 +84,29 @@ static double time_mm(const struct hyd_tensor *w, const float *x, float *y, int6
 int main(int argc, char **argv)
 {
 	int repeats = 5;
-	int64_t pp = 128;
+	int64_t pp = 128, n_in = 2048;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "-r"))
 			repeats = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "-p"))
 			pp = atoll(argv[i + 1]);
+		else if (!strcmp(argv[i], "-k"))
+			n_in = atoll(argv[i + 1]);
 	}
-	if (repeats < 1 || repeats > MAX_REPEATS || pp < 1 || pp > 4096 || argc % 2 == 0) {
-		fprintf(stderr, "usage: matmul_bench [-r REPEATS (5)] [-p PREFILL_ROWS (128)]\n");
+	if (repeats < 1 || repeats > MAX_REPEATS || pp < 1 || pp > 4096 || n_in < 256 ||
+	    n_in > 65536 || n_in % 256 || argc % 2 == 0) {
+		fprintf(stderr, "usage: matmul_bench [-r REPEATS (5)] [-p PREFILL_ROWS (128)] "
+				"[-k ROW_LENGTH (2048, a multiple of 256)]\n");
 		return 2;
 	}
 	static const uint32_t types[] = { HYD_TYPE_F32, HYD_TYPE_F16, HYD_TYPE_Q8_0, HYD_TYPE_Q4_0,
 					  HYD_TYPE_Q4_K, HYD_TYPE_Q5_K, HYD_TYPE_Q6_K };
-	const int64_t n_in = 2048, n_small = 256, n_big_bytes = 256ll << 20;
+	/* the cache-resident matrix: 256 KiB of weights (half this core's L2), at least 16 rows */
+	const int64_t small_bytes = 256 << 10, n_big_bytes = 256ll << 20;
+	const int64_t max_small = small_bytes / hyd_row_size(HYD_TYPE_Q4_0, n_in) + 16;
 	float *x = hyd_aligned_alloc(64, (size_t)(pp * n_in) * sizeof(float));
-	/* outputs: the most rows any type has in 256 MB (rows of 512+ bytes), or a prefill's */
-	float *y = hyd_aligned_alloc(64, (size_t)(n_big_bytes / 512 + pp * n_small) * sizeof(float));
+	/* outputs: the most rows any type has in 256 MB (rows of 128+ bytes), or a prefill's */
+	float *y = hyd_aligned_alloc(64, (size_t)(n_big_bytes / 128 + pp * max_small) * sizeof(float));
 	if (!x || !y)
 		return 1;
 	uint64_t s = 99;
@@ -108,14 +114,17 @@ int main(int argc, char **argv)
 		x[i] = frand(&s);
 	printf("simd %s, 1 thread, rows of %lld; decode = 1 activation row, prefill = %lld rows; median of %d, by thread CPU time\n",
 	       hyd_simd_level(), (long long)n_in, (long long)pp, repeats);
-	printf("| type | decode, cache-resident (%lld x %lld) | decode, from DRAM (256 MB) | prefill %lld rows, cache-resident weights |\n",
-	       (long long)n_small, (long long)n_in, (long long)pp);
+	printf("| type | decode, cache-resident (256 KiB) | decode, from DRAM (256 MB) | prefill %lld rows, cache-resident weights |\n",
+	       (long long)pp);
 	printf("| --- | --- | --- | --- |\n");
 	for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
 		const uint32_t t = types[k];
 		if (!hyd_type_computable(t))
 			continue;
 		struct hyd_tensor ws, wb;
+		int64_t n_small = small_bytes / hyd_row_size(t, n_in);
+		if (n_small < 16)
+			n_small = 16;
 		const int64_t n_big = n_big_bytes / hyd_row_size(t, n_in);
 		if (make_weights(t, n_in, n_small, &ws) || make_weights(t, n_in, n_big, &wb))
 			return 1;

@@ -25,6 +25,7 @@ struct mm_job {
 	hyd_vec_dot_fn dot1;  /* rows alone in their sequence's step */
 	const uint8_t *alone; /* per row, or NULL: none alone */
 	hyd_gemm2x2_fn dot2x2; /* 2 outputs x 2 rows at once in dot's order, or NULL */
+	hyd_vec_dot4_fn dot4;  /* 4 outputs x 1 row, same bits as dot and dot1, or NULL */
 	const char *w;        /* weight rows */
 	int64_t w_stride;     /* bytes per weight row */
 	const char *x;        /* converted activation rows */
@@ -69,6 +70,15 @@ static void mm_task(void *arg, uint32_t task, uint32_t thread)
 						j->y[r * j->ldy + o + 1] = out[2];
 						j->y[(r + 1) * j->ldy + o + 1] = out[3];
 						r += 2;
+					}
+				}
+			if (j->dot4)
+				for (; o + 4 <= o1; o += 4) {
+					const char *wr = j->w + o * j->w_stride;
+					for (int64_t r = r0; r < r1; r++) {
+						float out[4];
+						j->dot4(j->n_in, wr, j->w_stride, j->x + r * j->x_stride, out);
+						memcpy(&j->y[r * j->ldy + o], out, sizeof(out));
 					}
 				}
 			for (; o < o1; o++) {
@@ -129,10 +139,13 @@ int hyd_matmul_rows(const struct hyd_parallel *par, const struct hyd_tensor *W, 
 	};
 	if (j.w_stride < 0)
 		return (int)j.w_stride;
+	/* the four-row kernel gives vec_dot's bits, so it serves shared and alone rows alike */
+	j.dot4 = tr->vec_dot4;
 	/* ggml hands F16 matmuls of two rows or more to tinyBLAS, which sums in another order */
 	if (W->type == HYD_TYPE_F16 && (n_rows >= 2 || alone) && n_in % 16 == 0 && n_out % 4 == 0) {
 		j.dot = hyd__f16_gemm_dot();
 		j.dot2x2 = hyd__f16_gemm_2x2();
+		j.dot4 = NULL;
 	}
 	if (tr->vec_dot_type == HYD_TYPE_F32) {
 		j.x = (const char *)X;
@@ -158,6 +171,8 @@ int hyd_matmul_rows(const struct hyd_parallel *par, const struct hyd_tensor *W, 
 	if (tasks > n_out / 8)
 		tasks = n_out / 8 > 0 ? n_out / 8 : 1;
 	j.outs_per_task = (n_out + tasks - 1) / tasks;
+	if (j.dot4) /* whole groups of four rows per task */
+		j.outs_per_task = (j.outs_per_task + 3) & ~(int64_t)3;
 	tasks = (n_out + j.outs_per_task - 1) / j.outs_per_task;
 	if (n_threads > 1 && tasks > 1)
 		par->run(par->ctx, (uint32_t)tasks, mm_task, &j);

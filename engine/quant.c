@@ -10,6 +10,8 @@ struct quant_impl {
 	enum hyd_type vec_dot_type;
 	hyd_from_float_fn from_float[4];
 	hyd_vec_dot_fn vec_dot[4];
+	/* four-row versions, each bit-identical to vec_dot at the same level; NULL = none */
+	hyd_vec_dot4_fn vec_dot4[4];
 };
 
 #if defined(__x86_64__)
@@ -22,23 +24,29 @@ static const struct quant_impl impls[] = {
 	{ HYD_TYPE_Q8_0, hyd__q8_0_to_float, HYD_TYPE_Q8_0,
 	  { hyd__q8_0_from_float_ref, X86(hyd__q8_0_from_float_avx2) },
 	  { hyd__q8_0_dot_ref, X86(hyd__q8_0_dot_avx2), X86(hyd__q8_0_dot_avx512),
-	    X86(hyd__q8_0_dot_avx512vnni) } },
+	    X86(hyd__q8_0_dot_avx512vnni) },
+	  { NULL, X86(hyd__q8_0_dot4_avx2) } },
 	{ HYD_TYPE_Q4_0, hyd__q4_0_to_float, HYD_TYPE_Q8_0,
 	  { hyd__q4_0_from_float_ref },
 	  { hyd__q4_0_dot_ref, X86(hyd__q4_0_dot_avx2), X86(hyd__q4_0_dot_avx512),
-	    X86(hyd__q4_0_dot_avx512vnni) } },
+	    X86(hyd__q4_0_dot_avx512vnni) },
+	  { NULL, X86(hyd__q4_0_dot4_avx2) } },
 	{ HYD_TYPE_Q4_K, hyd__q4_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q4_k_from_float_ref },
-	  { hyd__q4_k_dot_ref, X86(hyd__q4_k_dot_avx2), X86(hyd__q4_k_dot_avx512) } },
+	  { hyd__q4_k_dot_ref, X86(hyd__q4_k_dot_avx2), X86(hyd__q4_k_dot_avx512) },
+	  { NULL, X86(hyd__q4_k_dot4_avx2) } },
 	{ HYD_TYPE_Q5_K, hyd__q5_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q5_k_from_float_ref },
-	  { hyd__q5_k_dot_ref, X86(hyd__q5_k_dot_avx2), X86(hyd__q5_k_dot_avx512) } },
+	  { hyd__q5_k_dot_ref, X86(hyd__q5_k_dot_avx2), X86(hyd__q5_k_dot_avx512) },
+	  { NULL, X86(hyd__q5_k_dot4_avx2) } },
 	{ HYD_TYPE_Q6_K, hyd__q6_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q6_k_from_float_ref },
-	  { hyd__q6_k_dot_ref, X86(hyd__q6_k_dot_avx2), X86(hyd__q6_k_dot_avx512) } },
+	  { hyd__q6_k_dot_ref, X86(hyd__q6_k_dot_avx2), X86(hyd__q6_k_dot_avx512) },
+	  { NULL, X86(hyd__q6_k_dot4_avx2) } },
 	/* Q8_K only exists as the K-quants' activation type: no dot product of its own */
 	{ HYD_TYPE_Q8_K, hyd__q8_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q8_k_from_float_ref, X86(hyd__q8_k_from_float_avx2) },
+	  { NULL },
 	  { NULL } },
 };
 
@@ -74,6 +82,25 @@ static hyd_from_float_fn from_float_at(uint32_t t, enum hyd_simd level)
 	return NULL;
 }
 
+/* The four-row kernel that matches vec_dot_at(t, level) bit for bit: only one of the same
+ * level qualifies. */
+static hyd_vec_dot4_fn vec_dot4_at(uint32_t t, enum hyd_simd level)
+{
+	const struct quant_impl *q = find(t);
+	if (!q || level < HYD_SIMD_SCALAR || level > HYD_SIMD_AVX512VNNI)
+		return NULL;
+	for (int l = (int)level; l >= 0; l--)
+		if (q->vec_dot[l])
+			return q->vec_dot4[l];
+	return NULL;
+}
+
+hyd_vec_dot4_fn hyd__quant_vec_dot4_at(uint32_t t, enum hyd_simd level)
+{
+	hyd_types_init();
+	return vec_dot4_at(t, level);
+}
+
 hyd_vec_dot_fn hyd__quant_vec_dot_at(uint32_t t, enum hyd_simd level)
 {
 	hyd_types_init();
@@ -98,6 +125,7 @@ void hyd__quant_register(struct hyd_type_traits *tab, enum hyd_simd level)
 		tr->from_float = from_float_at(q->type, level);
 		tr->vec_dot_type = q->vec_dot_type;
 		tr->vec_dot = vec_dot_at(q->type, level);
+		tr->vec_dot4 = vec_dot4_at(q->type, level);
 		tr->vec_dot_ref = q->vec_dot[HYD_SIMD_SCALAR];
 	}
 }

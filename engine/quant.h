@@ -133,6 +133,13 @@ float hyd__q4_0_dot_avx2(int64_t n, const void *w, const void *x);
 float hyd__q4_k_dot_avx2(int64_t n, const void *w, const void *x);
 float hyd__q5_k_dot_avx2(int64_t n, const void *w, const void *x);
 float hyd__q6_k_dot_avx2(int64_t n, const void *w, const void *x);
+/* Four consecutive rows (w, w + w_stride, ...) against one activation row; ret_out[k] is
+ * bit for bit the single-row kernel's result for row k. */
+void hyd__q8_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
+void hyd__q4_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
+void hyd__q4_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
+void hyd__q5_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
+void hyd__q6_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 void hyd__q8_0_from_float_avx2(const float *src, void *dst, int64_t n);
 void hyd__q8_k_from_float_avx2(const float *src, void *dst, int64_t n);
 
@@ -152,6 +159,9 @@ float hyd__q4_0_dot_avx512vnni(int64_t n, const void *w, const void *x);
  * Initialises the type table (and hyd__fp16_table) first, so SIMD kernels obtained here
  * are ready to call. */
 hyd_vec_dot_fn hyd__quant_vec_dot_at(uint32_t t, enum hyd_simd level);
+/* The four-row kernel paired with hyd__quant_vec_dot_at(t, level): bit-identical to it, or
+ * NULL when that level has none. */
+hyd_vec_dot4_fn hyd__quant_vec_dot4_at(uint32_t t, enum hyd_simd level);
 /* Same for the quantizer of type t (Q8_0, Q8_K, Q4_0, Q4_K, Q5_K, Q6_K). */
 hyd_from_float_fn hyd__quant_from_float_at(uint32_t t, enum hyd_simd level);
 

@@ -25,6 +25,32 @@ static inline void prefetch_block(const void *p, int bytes)
 		_mm_prefetch((const char *)p + PREFETCH_AHEAD + o, _MM_HINT_T0);
 }
 
+/* The multi-row kernels prefetch the same place in the next group of rows instead. */
+/* The multi-row kernels read four rows side by side, which the hardware prefetcher does
+ * not follow well; they prefetch the next group of four rows front to back instead, at the
+ * pace they consume the current group, so the memory sees one sequential stream. */
+struct group_prefetch {
+	const char *next; /* next line to prefetch */
+	const char *base; /* start of the next group */
+	int64_t pace;     /* group bytes / row bytes: the next group's bytes per current row byte */
+};
+
+static inline struct group_prefetch group_prefetch_init(const void *w, int64_t w_stride)
+{
+	const char *next = (const char *)w + 4 * w_stride;
+	return (struct group_prefetch){ .next = next, .base = next, .pace = 4 };
+}
+
+/* Called with how many bytes of each row have been consumed (or are about to be). */
+static inline void group_prefetch_to(struct group_prefetch *g, int64_t row_bytes_done)
+{
+	const char *target = g->base + g->pace * row_bytes_done;
+	while (g->next < target) {
+		_mm_prefetch(g->next, _MM_HINT_T0);
+		g->next += 64;
+	}
+}
+
 /* A table load is cheaper than vpinsrw + vcvtph2ps on the per-block path. */
 static inline float f16(uint16_t h)
 {
@@ -56,6 +82,35 @@ AVX2 static inline __m256i dot_i8(__m256i a, __m256i b)
 	return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sb), _mm256_set1_epi16(1));
 }
 
+/* hsum_ps of four vectors at once, lane r of the result = hsum_ps(vr) bit for bit: the same
+ * additions in the same order, done on a transposed 4x4 block. */
+AVX2 static inline __m128 hsum4_ps(__m256 v0, __m256 v1, __m256 v2, __m256 v3)
+{
+	__m128 s0 = _mm_add_ps(_mm256_castps256_ps128(v0), _mm256_extractf128_ps(v0, 1));
+	__m128 s1 = _mm_add_ps(_mm256_castps256_ps128(v1), _mm256_extractf128_ps(v1, 1));
+	__m128 s2 = _mm_add_ps(_mm256_castps256_ps128(v2), _mm256_extractf128_ps(v2, 1));
+	__m128 s3 = _mm_add_ps(_mm256_castps256_ps128(v3), _mm256_extractf128_ps(v3, 1));
+	_MM_TRANSPOSE4_PS(s0, s1, s2, s3);
+	/* hsum_ps: (x0 + x2) + (x1 + x3) */
+	return _mm_add_ps(_mm_add_ps(s0, s2), _mm_add_ps(s1, s3));
+}
+
+/* The fp16 scale at p, converted by table and broadcast: one load, no shuffle. */
+AVX2 static inline __m256 bcast_f16(const uint16_t *p)
+{
+	return _mm256_broadcast_ss(&hyd__fp16_table[*p]);
+}
+
+/* One Q8_0 block of one weight row against the activation block (xq, dx):
+ * acc += (d_w * d_x) * sum(w * x).  The scale product is the same float multiply as a scalar
+ * d_w * d_x, done in every lane. */
+AVX2 static inline __m256 q8_0_step(const struct hyd_block_q8_0 *a, __m256i xq, __m256 dx, __m256 acc)
+{
+	const __m256i p = dot_i8(_mm256_loadu_si256((const __m256i *)a->qs), xq);
+	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(p), acc);
+}
+
+/* Even blocks sum into acc0, odd ones into acc1 (two FMA chains hide the FMA latency). */
 AVX2 float hyd__q8_0_dot_avx2(int64_t n, const void *w, const void *x)
 {
 	const struct hyd_block_q8_0 *a = w, *b = x;
@@ -64,22 +119,53 @@ AVX2 float hyd__q8_0_dot_avx2(int64_t n, const void *w, const void *x)
 	int64_t i = 0;
 	for (; i + 2 <= nb; i += 2) {
 		prefetch_block(&a[i], 64);
-		const __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
-					  _mm256_loadu_si256((const __m256i *)b[i].qs));
-		const __m256i p1 = dot_i8(_mm256_loadu_si256((const __m256i *)a[i + 1].qs),
-					  _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
-		acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)),
-				       _mm256_cvtepi32_ps(p0), acc0);
-		acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i + 1].d) * f16(b[i + 1].d)),
-				       _mm256_cvtepi32_ps(p1), acc1);
+		acc0 = q8_0_step(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0);
+		acc1 = q8_0_step(&a[i + 1], _mm256_loadu_si256((const __m256i *)b[i + 1].qs),
+				 bcast_f16(&b[i + 1].d), acc1);
+	}
+	if (i < nb)
+		acc0 = q8_0_step(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0);
+	return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* Four consecutive weight rows against one activation row: each row's sums exactly as in
+ * hyd__q8_0_dot_avx2, the activation block loaded once for the four. */
+AVX2 void hyd__q8_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
+{
+	const struct hyd_block_q8_0 *a0 = w, *b = x;
+	const struct hyd_block_q8_0 *a1 = (const void *)((const char *)w + w_stride);
+	const struct hyd_block_q8_0 *a2 = (const void *)((const char *)w + 2 * w_stride);
+	const struct hyd_block_q8_0 *a3 = (const void *)((const char *)w + 3 * w_stride);
+	const int64_t nb = n / HYD_QK;
+	__m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0; /* even blocks */
+	__m256 o0 = e0, o1 = e0, o2 = e0, o3 = e0;                  /* odd blocks */
+	struct group_prefetch pf = group_prefetch_init(w, w_stride);
+	int64_t i = 0;
+	for (; i + 2 <= nb; i += 2) {
+		group_prefetch_to(&pf, (i + 2) * (int64_t)sizeof(*a0));
+		__m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);
+		__m256 dx = bcast_f16(&b[i].d);
+		e0 = q8_0_step(&a0[i], xq, dx, e0);
+		e1 = q8_0_step(&a1[i], xq, dx, e1);
+		e2 = q8_0_step(&a2[i], xq, dx, e2);
+		e3 = q8_0_step(&a3[i], xq, dx, e3);
+		xq = _mm256_loadu_si256((const __m256i *)b[i + 1].qs);
+		dx = bcast_f16(&b[i + 1].d);
+		o0 = q8_0_step(&a0[i + 1], xq, dx, o0);
+		o1 = q8_0_step(&a1[i + 1], xq, dx, o1);
+		o2 = q8_0_step(&a2[i + 1], xq, dx, o2);
+		o3 = q8_0_step(&a3[i + 1], xq, dx, o3);
 	}
 	if (i < nb) {
-		const __m256i p = dot_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
-					 _mm256_loadu_si256((const __m256i *)b[i].qs));
-		acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)),
-				       _mm256_cvtepi32_ps(p), acc0);
+		const __m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);
+		const __m256 dx = bcast_f16(&b[i].d);
+		e0 = q8_0_step(&a0[i], xq, dx, e0);
+		e1 = q8_0_step(&a1[i], xq, dx, e1);
+		e2 = q8_0_step(&a2[i], xq, dx, e2);
+		e3 = q8_0_step(&a3[i], xq, dx, e3);
 	}
-	return hsum_ps(_mm256_add_ps(acc0, acc1));
+	_mm_storeu_ps(ret_out, hsum4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),
+					_mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)));
 }
 
 /* 16 bytes of packed nibbles -> 32 bytes: low nibbles in lane 0, high nibbles in lane 1,
@@ -91,32 +177,67 @@ AVX2 static inline __m256i unpack_nibbles(const uint8_t *p)
 	return _mm256_and_si256(v, _mm256_set1_epi8(0xF));
 }
 
+AVX2 static inline __m256 q4_0_step(const struct hyd_block_q4_0 *a, __m256i xq, __m256 dx, __m256 acc)
+{
+	const __m256i q = _mm256_sub_epi8(unpack_nibbles(a->qs), _mm256_set1_epi8(8));
+	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(dot_i8(q, xq)), acc);
+}
+
 AVX2 float hyd__q4_0_dot_avx2(int64_t n, const void *w, const void *x)
 {
 	const struct hyd_block_q4_0 *a = w;
 	const struct hyd_block_q8_0 *b = x;
 	const int64_t nb = n / HYD_QK;
-	const __m256i off = _mm256_set1_epi8(8);
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	int64_t i = 0;
 	for (; i + 2 <= nb; i += 2) {
 		prefetch_block(&a[i], 64);
-		const __m256i q0 = _mm256_sub_epi8(unpack_nibbles(a[i].qs), off);
-		const __m256i q1 = _mm256_sub_epi8(unpack_nibbles(a[i + 1].qs), off);
-		const __m256i p0 = dot_i8(q0, _mm256_loadu_si256((const __m256i *)b[i].qs));
-		const __m256i p1 = dot_i8(q1, _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
-		acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)),
-				       _mm256_cvtepi32_ps(p0), acc0);
-		acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i + 1].d) * f16(b[i + 1].d)),
-				       _mm256_cvtepi32_ps(p1), acc1);
+		acc0 = q4_0_step(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0);
+		acc1 = q4_0_step(&a[i + 1], _mm256_loadu_si256((const __m256i *)b[i + 1].qs),
+				 bcast_f16(&b[i + 1].d), acc1);
+	}
+	if (i < nb)
+		acc0 = q4_0_step(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0);
+	return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+AVX2 void hyd__q4_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
+{
+	const struct hyd_block_q4_0 *a0 = w;
+	const struct hyd_block_q4_0 *a1 = (const void *)((const char *)w + w_stride);
+	const struct hyd_block_q4_0 *a2 = (const void *)((const char *)w + 2 * w_stride);
+	const struct hyd_block_q4_0 *a3 = (const void *)((const char *)w + 3 * w_stride);
+	const struct hyd_block_q8_0 *b = x;
+	const int64_t nb = n / HYD_QK;
+	__m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0;
+	__m256 o0 = e0, o1 = e0, o2 = e0, o3 = e0;
+	struct group_prefetch pf = group_prefetch_init(w, w_stride);
+	int64_t i = 0;
+	for (; i + 2 <= nb; i += 2) {
+		group_prefetch_to(&pf, (i + 2) * (int64_t)sizeof(*a0));
+		__m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);
+		__m256 dx = bcast_f16(&b[i].d);
+		e0 = q4_0_step(&a0[i], xq, dx, e0);
+		e1 = q4_0_step(&a1[i], xq, dx, e1);
+		e2 = q4_0_step(&a2[i], xq, dx, e2);
+		e3 = q4_0_step(&a3[i], xq, dx, e3);
+		xq = _mm256_loadu_si256((const __m256i *)b[i + 1].qs);
+		dx = bcast_f16(&b[i + 1].d);
+		o0 = q4_0_step(&a0[i + 1], xq, dx, o0);
+		o1 = q4_0_step(&a1[i + 1], xq, dx, o1);
+		o2 = q4_0_step(&a2[i + 1], xq, dx, o2);
+		o3 = q4_0_step(&a3[i + 1], xq, dx, o3);
 	}
 	if (i < nb) {
-		const __m256i q = _mm256_sub_epi8(unpack_nibbles(a[i].qs), off);
-		const __m256i p = dot_i8(q, _mm256_loadu_si256((const __m256i *)b[i].qs));
-		acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(a[i].d) * f16(b[i].d)),
-				       _mm256_cvtepi32_ps(p), acc0);
+		const __m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);
+		const __m256 dx = bcast_f16(&b[i].d);
+		e0 = q4_0_step(&a0[i], xq, dx, e0);
+		e1 = q4_0_step(&a1[i], xq, dx, e1);
+		e2 = q4_0_step(&a2[i], xq, dx, e2);
+		e3 = q4_0_step(&a3[i], xq, dx, e3);
 	}
-	return hsum_ps(_mm256_add_ps(acc0, acc1));
+	_mm_storeu_ps(ret_out, hsum4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),
+					_mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)));
 }
 
 /* The 12 packed bytes of Q4_K/Q5_K scales -> bytes 0..7: the 8 scales, 8..15: the 8 mins,
@@ -161,130 +282,142 @@ AVX2 static inline __m256i k4_mins_dot(__m256i sm, const int16_t *bsums)
 					_mm256_shuffle_epi8(SM, PICK16(2 * (j) + 1))));       \
 	} while (0)
 
-AVX2 float hyd__q4_k_dot_avx2(int64_t n, const void *w, const void *x)
+/* One Q4_K super-block of one row: acc += d * sum(sc * q * y) - dmin * sum(m * bsums), with
+ * d = d_x * d_w and dmin = d_x * dmin_w (bd = d_x in every lane). */
+AVX2 static inline __m256 q4_k_step(const struct hyd_block_q4_k *a, const struct hyd_block_q8_k *b, __m256 bd,
+				    __m256 acc)
 {
-	const struct hyd_block_q4_k *a = w;
-	const struct hyd_block_q8_k *b = x;
-	const int64_t nb = n / HYD_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0xF);
-	__m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-	for (int64_t i = 0; i < nb; i++) {
-		prefetch_block(&a[i], 192);
-		const __m256i sm = k4_scales_mins(a[i].scales);
-		const float d = b[i].d * f16(a[i].d), dmin = b[i].d * f16(a[i].dmin);
-		accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin),
-				       _mm256_cvtepi32_ps(k4_mins_dot(sm, b[i].bsums)), accm);
-		const uint8_t *q = a[i].qs;
-		const int8_t *y = b[i].qs;
-		__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+	const __m256i sm = k4_scales_mins(a->scales);
+	const __m256i mins = k4_mins_dot(sm, b->bsums);
+	const uint8_t *q = a->qs;
+	const int8_t *y = b->qs;
+	__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
 #pragma GCC unroll 4
-		for (int j = 0; j < 4; j++) {
-			const __m256i q4 = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
-			const __m256i lo = _mm256_and_si256(q4, m4);
-			const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-			K4_CHUNK(j, lo, hi, y, sm, s0, s1);
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)),
-				      acc);
+	for (int j = 0; j < 4; j++) {
+		const __m256i q4 = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+		const __m256i lo = _mm256_and_si256(q4, m4);
+		const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+		K4_CHUNK(j, lo, hi, y, sm, s0, s1);
 	}
-	return hsum_ps(acc) - hsum_ps(accm);
+	acc = _mm256_fmadd_ps(_mm256_mul_ps(bd, bcast_f16(&a->d)), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
+	return _mm256_fnmadd_ps(_mm256_mul_ps(bd, bcast_f16(&a->dmin)), _mm256_cvtepi32_ps(mins), acc);
 }
 
-AVX2 float hyd__q5_k_dot_avx2(int64_t n, const void *w, const void *x)
+AVX2 static inline __m256 q5_k_step(const struct hyd_block_q5_k *a, const struct hyd_block_q8_k *b, __m256 bd,
+				    __m256 acc)
 {
-	const struct hyd_block_q5_k *a = w;
-	const struct hyd_block_q8_k *b = x;
-	const int64_t nb = n / HYD_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
-	__m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-	for (int64_t i = 0; i < nb; i++) {
-		prefetch_block(&a[i], 192);
-		const __m256i sm = k4_scales_mins(a[i].scales);
-		const float d = b[i].d * f16(a[i].d), dmin = b[i].d * f16(a[i].dmin);
-		accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin),
-				       _mm256_cvtepi32_ps(k4_mins_dot(sm, b[i].bsums)), accm);
-		const uint8_t *q = a[i].qs;
-		const int8_t *y = b[i].qs;
-		/* bit j of each qh byte belongs to sub-block j: shift it down one step per
-		 * sub-block (16-bit shifts are fine, only bit 0 of each byte is kept) */
-		__m256i h = _mm256_loadu_si256((const __m256i *)a[i].qh);
-		__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+	const __m256i sm = k4_scales_mins(a->scales);
+	const __m256i mins = k4_mins_dot(sm, b->bsums);
+	const uint8_t *q = a->qs;
+	const int8_t *y = b->qs;
+	/* bit j of each qh byte belongs to sub-block j: shift it down one step per sub-block
+	 * (16-bit shifts are fine, only bit 0 of each byte is kept) */
+	__m256i h = _mm256_loadu_si256((const __m256i *)a->qh);
+	__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
 #pragma GCC unroll 4
-		for (int j = 0; j < 4; j++) {
-			const __m256i q4 = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
-			__m256i lo = _mm256_and_si256(q4, m4);
-			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-			lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
-			h = _mm256_srli_epi16(h, 1);
-			hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
-			h = _mm256_srli_epi16(h, 1);
-			K4_CHUNK(j, lo, hi, y, sm, s0, s1);
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)),
-				      acc);
+	for (int j = 0; j < 4; j++) {
+		const __m256i q4 = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+		__m256i lo = _mm256_and_si256(q4, m4);
+		__m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+		lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
+		h = _mm256_srli_epi16(h, 1);
+		hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
+		h = _mm256_srli_epi16(h, 1);
+		K4_CHUNK(j, lo, hi, y, sm, s0, s1);
 	}
-	return hsum_ps(acc) - hsum_ps(accm);
+	acc = _mm256_fmadd_ps(_mm256_mul_ps(bd, bcast_f16(&a->d)), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
+	return _mm256_fnmadd_ps(_mm256_mul_ps(bd, bcast_f16(&a->dmin)), _mm256_cvtepi32_ps(mins), acc);
 }
 
 /* Q6_K: q in 0..63 goes to maddubs unsigned; the -32 offset is applied once per block as
  * 32 * sum(sc[k] * bsums[k]). */
-AVX2 float hyd__q6_k_dot_avx2(int64_t n, const void *w, const void *x)
+AVX2 static inline __m256 q6_k_step(const struct hyd_block_q6_k *a, const struct hyd_block_q8_k *b, __m256 bd,
+				    __m256 acc)
 {
-	const struct hyd_block_q6_k *a = w;
-	const struct hyd_block_q8_k *b = x;
-	const int64_t nb = n / HYD_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
-	__m256 acc = _mm256_setzero_ps();
-	for (int64_t i = 0; i < nb; i++) {
-		prefetch_block(&a[i], 256);
-		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a[i].scales));
-		const __m256i bs = _mm256_loadu_si256((const __m256i *)b[i].bsums);
-		const __m256i corr = _mm256_madd_epi16(sc16, bs);
-		__m256i s0 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
-		__m256i s1 = _mm256_setzero_si256();
+	const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
+	const __m256i bs = _mm256_loadu_si256((const __m256i *)b->bsums);
+	const __m256i corr = _mm256_madd_epi16(sc16, bs);
+	__m256i s0 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
+	__m256i s1 = _mm256_setzero_si256();
 #pragma GCC unroll 2
-		for (int g = 0; g < 2; g++) {
-			/* the group's 8 int16 scales in both lanes; chunk k of 32 elements takes
-			 * scale 2k in its low 16 elements (lane 0) and 2k+1 in its high ones */
-			const __m256i sg = g ? _mm256_permute2x128_si256(sc16, sc16, 0x11) :
-					       _mm256_permute2x128_si256(sc16, sc16, 0x00);
-			const uint8_t *ql = a[i].ql + 64 * g;
-			const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-			const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-			const __m256i h = _mm256_loadu_si256((const __m256i *)(a[i].qh + 32 * g));
-			__m256i q[4];
-			q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-					       _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
-			q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-					       _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
-			q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-					       _mm256_and_si256(h, m30));
-			q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-					       _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
-			const int8_t *y = b[i].qs + 128 * g;
+	for (int g = 0; g < 2; g++) {
+		/* the group's 8 int16 scales in both lanes; chunk k of 32 elements takes scale 2k
+		 * in its low 16 elements (lane 0) and 2k+1 in its high ones */
+		const __m256i sg = g ? _mm256_permute2x128_si256(sc16, sc16, 0x11) :
+				       _mm256_permute2x128_si256(sc16, sc16, 0x00);
+		const uint8_t *ql = a->ql + 64 * g;
+		const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+		const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+		const __m256i h = _mm256_loadu_si256((const __m256i *)(a->qh + 32 * g));
+		__m256i q[4];
+		q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+		q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+		q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
+		q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+				       _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+		const int8_t *y = b->qs + 128 * g;
 #pragma GCC unroll 4
-			for (int k = 0; k < 4; k++) {
-				const __m256i yk = _mm256_loadu_si256((const __m256i *)(y + 32 * k));
-				const __m256i pick = _mm256_setr_epi8(
-					4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
-					4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
-					4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
-					4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
-					4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
-				const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk),
-								    _mm256_shuffle_epi8(sg, pick));
-				if (k & 1)
-					s1 = _mm256_add_epi32(s1, p);
-				else
-					s0 = _mm256_add_epi32(s0, p);
-			}
+		for (int k = 0; k < 4; k++) {
+			const __m256i yk = _mm256_loadu_si256((const __m256i *)(y + 32 * k));
+			const __m256i pick = _mm256_setr_epi8(
+				4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+				4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
+			const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk),
+							    _mm256_shuffle_epi8(sg, pick));
+			if (k & 1)
+				s1 = _mm256_add_epi32(s1, p);
+			else
+				s0 = _mm256_add_epi32(s0, p);
 		}
-		const __m256i sumi = _mm256_add_epi32(s0, s1);
-		const float d = f16(a[i].d) * b[i].d;
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
 	}
-	return hsum_ps(acc);
+	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), bd), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
 }
+
+/* Single-row and four-row kernels of the K-quants from their per-block step: the four-row
+ * one runs each row's steps in the single-row order, so its results are the same bits. */
+#define K_DOT_KERNELS(T, BLOCK, LINES)                                                                  \
+	AVX2 float hyd__##T##_dot_avx2(int64_t n, const void *w, const void *x)                        \
+	{                                                                                               \
+		const struct BLOCK *a = w;                                                              \
+		const struct hyd_block_q8_k *b = x;                                                     \
+		__m256 acc = _mm256_setzero_ps();                                                       \
+		for (int64_t i = 0; i < n / HYD_QK_K; i++) {                                            \
+			prefetch_block(&a[i], 64 * (LINES));                                            \
+			acc = T##_step(&a[i], &b[i], _mm256_broadcast_ss(&b[i].d), acc);                \
+		}                                                                                       \
+		return hsum_ps(acc);                                                                    \
+	}                                                                                               \
+	AVX2 void hyd__##T##_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x,      \
+				       float *ret_out)                                                  \
+	{                                                                                               \
+		const struct BLOCK *a0 = w;                                                             \
+		const struct BLOCK *a1 = (const void *)((const char *)w + w_stride);                    \
+		const struct BLOCK *a2 = (const void *)((const char *)w + 2 * w_stride);                \
+		const struct BLOCK *a3 = (const void *)((const char *)w + 3 * w_stride);                \
+		const struct hyd_block_q8_k *b = x;                                                     \
+		__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;               \
+		struct group_prefetch pf = group_prefetch_init(w, w_stride);                            \
+		for (int64_t i = 0; i < n / HYD_QK_K; i++) {                                            \
+			group_prefetch_to(&pf, (i + 1) * (int64_t)sizeof(*a0));                         \
+			const __m256 bd = _mm256_broadcast_ss(&b[i].d);                                 \
+			acc0 = T##_step(&a0[i], &b[i], bd, acc0);                                       \
+			acc1 = T##_step(&a1[i], &b[i], bd, acc1);                                       \
+			acc2 = T##_step(&a2[i], &b[i], bd, acc2);                                       \
+			acc3 = T##_step(&a3[i], &b[i], bd, acc3);                                       \
+		}                                                                                       \
+		_mm_storeu_ps(ret_out, hsum4_ps(acc0, acc1, acc2, acc3));                               \
+	}
+
+/* lines of 64 bytes per block: 144, 176 and 210 bytes */
+K_DOT_KERNELS(q4_k, hyd_block_q4_k, 3)
+K_DOT_KERNELS(q5_k, hyd_block_q5_k, 3)
+K_DOT_KERNELS(q6_k, hyd_block_q6_k, 4)
 
 /* Activation quantizers: the same arithmetic as the references (cvtps rounds half to even
  * like lrintf; packs never saturates since |q| <= 127), so they agree with them exactly. */

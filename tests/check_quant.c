@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine/alloc.h"
+#include "engine/kernels.h"
 #include "engine/quant.h"
 
 #define ROWS 200
@@ -296,6 +297,105 @@ START_TEST(test_dot_extremes)
 	hyd_free(x);
 	hyd_free(wf);
 	hyd_free(xf);
+}
+END_TEST
+
+/* The four-row kernels give each row exactly the bits of the single-row kernel of the same
+ * level (matmul relies on it: a row's result must not depend on its neighbours), for random
+ * and saturating blocks, any row stride, odd block counts. */
+START_TEST(test_dot4_same_bits)
+{
+	const uint32_t t = weight_types[_i];
+	const struct hyd_type_traits *tr = hyd_type_traits(t), *at;
+	at = hyd_type_traits(tr->vec_dot_type);
+	const int64_t nmax = 4096 + 256;
+	const size_t stride_max = row_bytes(t, nmax) + 64;
+	uint8_t *w = hyd_malloc(4 * stride_max);
+	void *xq = hyd_malloc(row_bytes(tr->vec_dot_type, nmax));
+	float *x = hyd_malloc(nmax * sizeof(float));
+	ck_assert(w && xq && x);
+	int kernels = 0;
+	seed(3000 + t);
+	for (int lv = HYD_SIMD_SCALAR; lv <= HYD_SIMD_AVX512VNNI; lv++) {
+		if (!cpu_has((enum hyd_simd)lv))
+			continue;
+		hyd_vec_dot4_fn dot4 = hyd__quant_vec_dot4_at(t, (enum hyd_simd)lv);
+		hyd_vec_dot_fn dot = hyd__quant_vec_dot_at(t, (enum hyd_simd)lv);
+		if (!dot4)
+			continue;
+		kernels++;
+		for (int r = 0; r < ROWS; r++) {
+			const int64_t n = rand_len(t);
+			const size_t stride = row_bytes(t, n) + (size_t)(rnd() % 64);
+			for (int k = 0; k < 4; k++) {
+				rand_weights(t, w + k * stride, n);
+				if (r % 5 == 4) /* saturating quants, scales kept */
+					for (int64_t i = 0; i < n / blck(t); i++) {
+						uint8_t *b = w + k * stride + i * tr->type_size;
+						const size_t keep_lo = t == HYD_TYPE_Q6_K ? 0 : t == HYD_TYPE_Q4_K || t == HYD_TYPE_Q5_K ? 4 : 2;
+						const size_t keep_hi = t == HYD_TYPE_Q6_K ? 2 : 0;
+						memset(b + keep_lo, r % 10 == 4 ? 0xff : 0x80, tr->type_size - keep_lo - keep_hi);
+					}
+			}
+			rand_floats(x, n, r % 3 == 0 ? 100.0f : 1.0f);
+			at->from_float(x, xq, n);
+			float out[4];
+			dot4(n, w, (int64_t)stride, xq, out);
+			for (int k = 0; k < 4; k++) {
+				const float want = dot(n, w + k * stride, xq);
+				ck_assert_msg(memcmp(&out[k], &want, sizeof(float)) == 0,
+					      "%s level %d n=%ld case %d row %d: dot4 %.9g, single-row %.9g",
+					      tr->name, lv, (long)n, r, k, out[k], want);
+			}
+		}
+	}
+	/* the table pairs its vec_dot4 with its vec_dot */
+	if (tr->vec_dot4)
+		ck_assert_int_gt(kernels, 0);
+	hyd_free(w);
+	hyd_free(xq);
+	hyd_free(x);
+}
+END_TEST
+
+/* hyd_matmul (which uses the four-row kernels for whole groups and the single-row one for the
+ * rest) computes every output exactly as vec_dot does, for any output count and batch. */
+START_TEST(test_matmul_rows_exact)
+{
+	const uint32_t t = weight_types[_i];
+	const struct hyd_type_traits *tr = hyd_type_traits(t), *at;
+	at = hyd_type_traits(tr->vec_dot_type);
+	const int64_t n = 512, max_out = 13, max_rows = 9;
+	const size_t rb = row_bytes(t, n), xb = row_bytes(tr->vec_dot_type, n);
+	uint8_t *w = hyd_malloc(rb * max_out);
+	uint8_t *xq = hyd_malloc(xb);
+	float *x = hyd_malloc(max_rows * n * sizeof(float));
+	float *y = hyd_malloc(max_rows * max_out * sizeof(float));
+	ck_assert(w && xq && x && y);
+	seed(4000 + t);
+	for (int64_t o = 0; o < max_out; o++)
+		rand_weights(t, w + o * rb, n);
+	rand_floats(x, max_rows * n, 1.0f);
+	for (int64_t n_out = 1; n_out <= max_out; n_out++)
+		for (int64_t n_rows = 1; n_rows <= max_rows; n_rows += 4) {
+			struct hyd_tensor W = { .name = "w", .type = t, .n_dims = 2, .ne = { n, n_out, 1, 1 },
+						.data = w, .nbytes = rb * n_out };
+			ck_assert_int_eq(hyd_matmul(NULL, &W, x, n, y, n_out, n_rows), 0);
+			for (int64_t r = 0; r < n_rows; r++) {
+				at->from_float(x + r * n, xq, n);
+				for (int64_t o = 0; o < n_out; o++) {
+					const float want = tr->vec_dot(n, w + o * rb, xq);
+					ck_assert_msg(memcmp(&y[r * n_out + o], &want, sizeof(float)) == 0,
+						      "%s n_out=%ld rows=%ld: y[%ld][%ld] = %.9g, vec_dot %.9g",
+						      tr->name, (long)n_out, (long)n_rows, (long)r, (long)o,
+						      y[r * n_out + o], want);
+				}
+			}
+		}
+	hyd_free(w);
+	hyd_free(xq);
+	hyd_free(x);
+	hyd_free(y);
 }
 END_TEST
 
@@ -598,6 +698,13 @@ START_TEST(test_registration)
 	ck_assert_ptr_null(hyd__quant_vec_dot_at(HYD_TYPE_F32, HYD_SIMD_SCALAR));
 	ck_assert_ptr_null(hyd__quant_vec_dot_at(HYD_TYPE_Q8_K, HYD_SIMD_AVX2));
 	ck_assert_ptr_null(hyd__quant_vec_dot_at(HYD_TYPE_Q2_K, HYD_SIMD_AVX2));
+#if defined(__x86_64__)
+	/* a four-row kernel only where it matches the single-row one of its level */
+	ck_assert_ptr_eq(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX2), hyd__q4_k_dot4_avx2);
+	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512));
+	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q8_0, HYD_SIMD_AVX512VNNI));
+#endif
+	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q8_0, HYD_SIMD_SCALAR));
 }
 END_TEST
 
@@ -608,6 +715,8 @@ static Suite *quant_suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_loop_test(tc, test_dot_levels, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_dot_extremes, 0, N_WEIGHT_TYPES);
+	tcase_add_loop_test(tc, test_dot4_same_bits, 0, N_WEIGHT_TYPES);
+	tcase_add_loop_test(tc, test_matmul_rows_exact, 0, N_WEIGHT_TYPES);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("quantize");
 	tcase_set_timeout(tc, 300);
