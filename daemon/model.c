@@ -323,8 +323,10 @@ static int run_ffn(struct hyd_model *m, const struct hyd_ffn_plan *f, uint32_t r
 	const struct hyd_parallel *par = hyd_pool_parallel(m->pool);
 	const uint32_t n_embd = m->plan.n_embd, n_ff = f->n_ff;
 	int r;
-	if ((r = hyd_matmul_rows(par, f->gate, m->xn, n_embd, m->fa, n_ff, rows, alone)) ||
-	    (r = hyd_matmul_rows(par, f->up, m->xn, n_embd, m->fb, n_ff, rows, alone)))
+	const struct hyd_tensor *const w[2] = { f->gate, f->up };
+	float *const y[2] = { m->fa, m->fb };
+	const int64_t ld[2] = { n_ff, n_ff };
+	if ((r = hyd_matmul_multi(par, 2, w, m->xn, n_embd, y, ld, rows, alone)))
 		return r;
 	const uint64_t n = (uint64_t)rows * n_ff;
 	if (f->kind == HYD_FFN_GEGLU)
@@ -355,7 +357,10 @@ static int swiglu_row(struct hyd_model *m, const struct hyd_tensor *gate, const 
 	const struct hyd_parallel *par = hyd_pool_parallel(m->pool);
 	const int64_t n_ff = gate->ne[1], n_embd = m->plan.n_embd;
 	int r;
-	if ((r = hyd_matmul(par, gate, x, n_embd, m->fa, n_ff, 1)) || (r = hyd_matmul(par, up, x, n_embd, m->fb, n_ff, 1)))
+	const struct hyd_tensor *const w[2] = { gate, up };
+	float *const y[2] = { m->fa, m->fb };
+	const int64_t ld[2] = { n_ff, n_ff };
+	if ((r = hyd_matmul_multi(par, 2, w, x, n_embd, y, ld, 1, NULL)))
 		return r;
 	hyd_silu(m->fa, n_ff);
 	for (int64_t i = 0; i < n_ff; i++)

@@ -24,6 +24,16 @@ int hyd_matmul(const struct hyd_parallel *par, const struct hyd_tensor *W, const
 int hyd_matmul_rows(const struct hyd_parallel *par, const struct hyd_tensor *W, const float *X,
 		    int64_t ldx, float *Y, int64_t ldy, int64_t n_rows, const uint8_t *alone);
 
+/* hyd_matmul_rows for up to 4 weight matrices that read the same X (attention's Q, K and V;
+ * an FFN's gate and up): X is converted once and all outputs are one job for the thread
+ * pool, so small matrices share the cores instead of each paying a fork and join.  Y[k] (row
+ * stride ldy[k]) gets W[k] X; every output has the bits hyd_matmul_rows would give it.
+ * Matrices of different types or row lengths are run one after another.  -EINVAL for n_w
+ * outside 1..4, else as hyd_matmul_rows. */
+int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct hyd_tensor *const *W,
+		     const float *X, int64_t ldx, float *const *Y, const int64_t *ldy, int64_t n_rows,
+		     const uint8_t *alone);
+
 /* Row r of a 2-D tensor (ne[0] elements) as floats. -ERANGE, -ENOTSUP. */
 int hyd_tensor_row(const struct hyd_tensor *W, int64_t r, float *out);
 

@@ -19,6 +19,18 @@
 #define ROW_TILE 8    /* activation rows per tile */
 #define OUT_TILE 16   /* output rows swept together */
 
+/* One weight matrix of a job: its output rows are split into tasks first_task, first_task+1... */
+struct mm_part {
+	const char *w;        /* weight rows */
+	int64_t n_out;
+	float *y;
+	int64_t ldy;
+	int64_t outs_per_task;
+	uint32_t first_task;
+};
+
+#define MM_MAX_PARTS 4
+
 struct mm_job {
 	const struct hyd_type_traits *tr;
 	hyd_vec_dot_fn dot;   /* rows that share their sequence's step with others */
@@ -26,45 +38,47 @@ struct mm_job {
 	const uint8_t *alone; /* per row, or NULL: none alone */
 	hyd_gemm2x2_fn dot2x2; /* 2 outputs x 2 rows at once in dot's order, or NULL */
 	hyd_vec_dot4_fn dot4;  /* 4 outputs x 1 row, same bits as dot and dot1, or NULL */
-	const char *w;        /* weight rows */
 	int64_t w_stride;     /* bytes per weight row */
 	const char *x;        /* converted activation rows */
 	int64_t x_stride;     /* bytes per converted row */
-	int64_t n_in, n_out, n_rows;
-	float *y;
-	int64_t ldy;
-	int64_t outs_per_task;
+	int64_t n_in, n_rows;
+	uint32_t n_parts;
+	struct mm_part part[MM_MAX_PARTS];
 };
 
 static void mm_task(void *arg, uint32_t task, uint32_t thread)
 {
-	const struct mm_job *j = arg;
+	const struct mm_job *jb = arg;
 	(void)thread;
-	const int64_t o_begin = (int64_t)task * j->outs_per_task;
+	uint32_t pi = 0;
+	while (pi + 1 < jb->n_parts && task >= jb->part[pi + 1].first_task)
+		pi++;
+	const struct mm_part *j = &jb->part[pi];
+	const int64_t o_begin = (int64_t)(task - j->first_task) * j->outs_per_task;
 	int64_t o_end = o_begin + j->outs_per_task;
 	if (o_end > j->n_out)
 		o_end = j->n_out;
-	for (int64_t r0 = 0; r0 < j->n_rows; r0 += ROW_TILE) {
-		const int64_t r1 = r0 + ROW_TILE < j->n_rows ? r0 + ROW_TILE : j->n_rows;
+	for (int64_t r0 = 0; r0 < jb->n_rows; r0 += ROW_TILE) {
+		const int64_t r1 = r0 + ROW_TILE < jb->n_rows ? r0 + ROW_TILE : jb->n_rows;
 		for (int64_t o0 = o_begin; o0 < o_end; o0 += OUT_TILE) {
 			const int64_t o1 = o0 + OUT_TILE < o_end ? o0 + OUT_TILE : o_end;
 			int64_t o = o0;
-			if (j->dot2x2)
+			if (jb->dot2x2)
 				for (; o + 2 <= o1; o += 2) {
-					const char *w0 = j->w + o * j->w_stride, *w1 = w0 + j->w_stride;
+					const char *w0 = j->w + o * jb->w_stride, *w1 = w0 + jb->w_stride;
 					int64_t r = r0;
 					/* pairs of rows that share their step use the blocked kernel */
 					while (r < r1) {
-						const bool pair = r + 1 < r1 && !(j->alone && (j->alone[r] || j->alone[r + 1]));
+						const bool pair = r + 1 < r1 && !(jb->alone && (jb->alone[r] || jb->alone[r + 1]));
 						if (!pair) {
-							const hyd_vec_dot_fn dot = j->alone && j->alone[r] ? j->dot1 : j->dot;
-							j->y[r * j->ldy + o] = dot(j->n_in, w0, j->x + r * j->x_stride);
-							j->y[r * j->ldy + o + 1] = dot(j->n_in, w1, j->x + r * j->x_stride);
+							const hyd_vec_dot_fn dot = jb->alone && jb->alone[r] ? jb->dot1 : jb->dot;
+							j->y[r * j->ldy + o] = dot(jb->n_in, w0, jb->x + r * jb->x_stride);
+							j->y[r * j->ldy + o + 1] = dot(jb->n_in, w1, jb->x + r * jb->x_stride);
 							r++;
 							continue;
 						}
 						float out[4];
-						j->dot2x2(j->n_in, w0, w1, j->x + r * j->x_stride, j->x + (r + 1) * j->x_stride, out);
+						jb->dot2x2(jb->n_in, w0, w1, jb->x + r * jb->x_stride, jb->x + (r + 1) * jb->x_stride, out);
 						j->y[r * j->ldy + o] = out[0];
 						j->y[(r + 1) * j->ldy + o] = out[1];
 						j->y[r * j->ldy + o + 1] = out[2];
@@ -72,20 +86,20 @@ static void mm_task(void *arg, uint32_t task, uint32_t thread)
 						r += 2;
 					}
 				}
-			if (j->dot4)
+			if (jb->dot4)
 				for (; o + 4 <= o1; o += 4) {
-					const char *wr = j->w + o * j->w_stride;
+					const char *wr = j->w + o * jb->w_stride;
 					for (int64_t r = r0; r < r1; r++) {
 						float out[4];
-						j->dot4(j->n_in, wr, j->w_stride, j->x + r * j->x_stride, out);
+						jb->dot4(jb->n_in, wr, jb->w_stride, jb->x + r * jb->x_stride, out);
 						memcpy(&j->y[r * j->ldy + o], out, sizeof(out));
 					}
 				}
 			for (; o < o1; o++) {
-				const char *wr = j->w + o * j->w_stride;
+				const char *wr = j->w + o * jb->w_stride;
 				for (int64_t r = r0; r < r1; r++) {
-					const hyd_vec_dot_fn dot = j->alone && j->alone[r] ? j->dot1 : j->dot;
-					j->y[r * j->ldy + o] = dot(j->n_in, wr, j->x + r * j->x_stride);
+					const hyd_vec_dot_fn dot = jb->alone && jb->alone[r] ? jb->dot1 : jb->dot;
+					j->y[r * j->ldy + o] = dot(jb->n_in, wr, jb->x + r * jb->x_stride);
 				}
 			}
 		}
@@ -115,13 +129,44 @@ int hyd_matmul(const struct hyd_parallel *par, const struct hyd_tensor *W, const
 	return hyd_matmul_rows(par, W, X, ldx, Y, ldy, n_rows, NULL);
 }
 
-int hyd_matmul_rows(const struct hyd_parallel *par, const struct hyd_tensor *W, const float *X,
-		    int64_t ldx, float *Y, int64_t ldy, int64_t n_rows, const uint8_t *alone)
+static bool outs_multiple_of_4(uint32_t n_w, const struct hyd_tensor *const *W)
 {
-	const struct hyd_type_traits *tr = hyd_type_traits(W->type);
+	for (uint32_t k = 0; k < n_w; k++)
+		if (W[k]->ne[1] * W[k]->ne[2] * W[k]->ne[3] % 4 != 0)
+			return false;
+	return true;
+}
+
+/* Same type, same row length and the same summation order: one job can serve them all. */
+static bool parts_compatible(uint32_t n_w, const struct hyd_tensor *const *W, int64_t n_rows, const uint8_t *alone)
+{
+	if (n_w == 1)
+		return true;
+	for (uint32_t k = 1; k < n_w; k++)
+		if (W[k]->type != W[0]->type || W[k]->ne[0] != W[0]->ne[0])
+			return false;
+	/* the F16 summation order depends on each matrix's shape (see below) */
+	return !(W[0]->type == HYD_TYPE_F16 && (n_rows >= 2 || alone)) || outs_multiple_of_4(n_w, W);
+}
+
+int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct hyd_tensor *const *W,
+		     const float *X, int64_t ldx, float *const *Y, const int64_t *ldy, int64_t n_rows,
+		     const uint8_t *alone)
+{
+	if (n_w == 0 || n_w > MM_MAX_PARTS)
+		return -EINVAL;
+	if (!parts_compatible(n_w, W, n_rows, alone)) {
+		for (uint32_t k = 0; k < n_w; k++) {
+			const int r = hyd_matmul_multi(par, 1, &W[k], X, ldx, &Y[k], &ldy[k], n_rows, alone);
+			if (r)
+				return r;
+		}
+		return 0;
+	}
+	const struct hyd_type_traits *tr = hyd_type_traits(W[0]->type);
 	if (!tr || !tr->vec_dot || !tr->to_float)
 		return -ENOTSUP;
-	const int64_t n_in = W->ne[0], n_out = W->ne[1] * W->ne[2] * W->ne[3];
+	const int64_t n_in = W[0]->ne[0];
 	if (n_rows <= 0)
 		return 0;
 	struct mm_job j = {
@@ -129,20 +174,23 @@ int hyd_matmul_rows(const struct hyd_parallel *par, const struct hyd_tensor *W, 
 		.dot = tr->vec_dot,
 		.dot1 = tr->vec_dot,
 		.alone = alone,
-		.w = W->data,
-		.w_stride = hyd_row_size(W->type, n_in),
+		.w_stride = hyd_row_size(W[0]->type, n_in),
 		.n_in = n_in,
-		.n_out = n_out,
 		.n_rows = n_rows,
-		.y = Y,
-		.ldy = ldy,
+		.n_parts = n_w,
 	};
 	if (j.w_stride < 0)
 		return (int)j.w_stride;
+	int64_t n_out_all = 0;
+	for (uint32_t k = 0; k < n_w; k++) {
+		j.part[k] = (struct mm_part){ .w = W[k]->data, .n_out = W[k]->ne[1] * W[k]->ne[2] * W[k]->ne[3],
+					      .y = Y[k], .ldy = ldy[k] };
+		n_out_all += j.part[k].n_out;
+	}
 	/* the four-row kernel gives vec_dot's bits, so it serves shared and alone rows alike */
 	j.dot4 = tr->vec_dot4;
 	/* ggml hands F16 matmuls of two rows or more to tinyBLAS, which sums in another order */
-	if (W->type == HYD_TYPE_F16 && (n_rows >= 2 || alone) && n_in % 16 == 0 && n_out % 4 == 0) {
+	if (W[0]->type == HYD_TYPE_F16 && (n_rows >= 2 || alone) && n_in % 16 == 0 && outs_multiple_of_4(n_w, W)) {
 		j.dot = hyd__f16_gemm_dot();
 		j.dot2x2 = hyd__f16_gemm_2x2();
 		j.dot4 = NULL;
@@ -164,20 +212,34 @@ int hyd_matmul_rows(const struct hyd_parallel *par, const struct hyd_tensor *W, 
 		j.x_stride = xs;
 	}
 	/* Below this much work, waking another core costs more than it saves. */
-	const uint64_t work = (uint64_t)n_in * (uint64_t)n_out * (uint64_t)n_rows;
+	const uint64_t work = (uint64_t)n_in * (uint64_t)n_out_all * (uint64_t)n_rows;
 	const uint32_t n_threads = par && work >= (1u << 18) ? par->n_threads : 1;
-	/* Enough tasks to balance the threads, but each big enough to amortise claiming it. */
-	int64_t tasks = n_threads > 1 ? (int64_t)n_threads * 4 : 1;
-	if (tasks > n_out / 8)
-		tasks = n_out / 8 > 0 ? n_out / 8 : 1;
-	j.outs_per_task = (n_out + tasks - 1) / tasks;
-	if (j.dot4) /* whole groups of four rows per task */
-		j.outs_per_task = (j.outs_per_task + 3) & ~(int64_t)3;
-	tasks = (n_out + j.outs_per_task - 1) / j.outs_per_task;
-	if (n_threads > 1 && tasks > 1)
-		par->run(par->ctx, (uint32_t)tasks, mm_task, &j);
+	uint32_t tasks_all = 0;
+	for (uint32_t k = 0; k < n_w; k++) {
+		struct mm_part *p = &j.part[k];
+		/* Enough tasks to balance the threads, each big enough to amortise claiming it. */
+		int64_t tasks = n_threads > 1 ? (int64_t)n_threads * 4 : 1;
+		if (tasks > p->n_out / 8)
+			tasks = p->n_out / 8 > 0 ? p->n_out / 8 : 1;
+		p->outs_per_task = (p->n_out + tasks - 1) / tasks;
+		if (j.dot4) /* whole groups of four rows per task */
+			p->outs_per_task = (p->outs_per_task + 3) & ~(int64_t)3;
+		if (p->outs_per_task < 1)
+			p->outs_per_task = 1;
+		tasks = (p->n_out + p->outs_per_task - 1) / p->outs_per_task;
+		p->first_task = tasks_all;
+		tasks_all += (uint32_t)(tasks > 0 ? tasks : 0);
+	}
+	if (n_threads > 1 && tasks_all > 1)
+		par->run(par->ctx, tasks_all, mm_task, &j);
 	else
-		for (int64_t t = 0; t < tasks; t++)
-			mm_task(&j, (uint32_t)t, 0);
+		for (uint32_t t = 0; t < tasks_all; t++)
+			mm_task(&j, t, 0);
 	return 0;
+}
+
+int hyd_matmul_rows(const struct hyd_parallel *par, const struct hyd_tensor *W, const float *X,
+		    int64_t ldx, float *Y, int64_t ldy, int64_t n_rows, const uint8_t *alone)
+{
+	return hyd_matmul_multi(par, 1, &W, X, ldx, &Y, &ldy, n_rows, alone);
 }

@@ -6,12 +6,14 @@
 #include "config.h"
 
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/kernels.h"
+#include "engine/pool.h"
 #include "engine/types.h"
 #include "engine/types_internal.h"
 
@@ -183,6 +185,100 @@ START_TEST(test_matmul_rows_batch_invariant)
 }
 END_TEST
 
+/* One job for several matrices gives every output the bits of its own hyd_matmul_rows, on a
+ * real two-thread pool, for quantized and F16 weights (both F16 orders), and falls back to
+ * one call per matrix when they cannot share a job. */
+static void fill_weights(uint32_t type, void *dst, int64_t n_in, int64_t n_out)
+{
+	float row[256];
+	ck_assert_int_le(n_in, 256);
+	const struct hyd_type_traits *tr = hyd_type_traits(type);
+	const int64_t rs = hyd_row_size(type, n_in);
+	for (int64_t o = 0; o < n_out; o++) {
+		for (int64_t i = 0; i < n_in; i++)
+			row[i] = uniform(-1.0f, 1.0f);
+		if (type == HYD_TYPE_F16)
+			for (int64_t i = 0; i < n_in; i++)
+				((uint16_t *)dst)[o * n_in + i] = hyd_fp32_to_fp16(row[i]);
+		else
+			tr->from_float(row, (char *)dst + o * rs, n_in);
+	}
+}
+
+START_TEST(test_matmul_multi_same_bits)
+{
+	enum { N_IN = 256, ROWS = 3 };
+	static const uint32_t types[] = { HYD_TYPE_Q8_0, HYD_TYPE_Q4_K, HYD_TYPE_F16 };
+	/* output counts: large enough for several tasks each, one not a multiple of 4 */
+	static const int64_t outs[3] = { 768, 256, 130 };
+	struct hyd_pool *pool;
+	ck_assert_int_eq(hyd_pool_create(2, &pool), 0);
+	const struct hyd_parallel *par = hyd_pool_parallel(pool);
+	static float x[ROWS * N_IN];
+	for (int i = 0; i < ROWS * N_IN; i++)
+		x[i] = uniform(-1.0f, 1.0f);
+	const uint8_t alone[ROWS] = { 1, 0, 0 };
+	for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		struct hyd_tensor W[3];
+		const struct hyd_tensor *Wp[3];
+		float *y[3], *want[3];
+		int64_t ld[3];
+		for (int k = 0; k < 3; k++) {
+			const int64_t rs = hyd_row_size(types[t], N_IN);
+			void *data = malloc((size_t)(rs * outs[k]));
+			ck_assert_ptr_nonnull(data);
+			fill_weights(types[t], data, N_IN, outs[k]);
+			W[k] = (struct hyd_tensor){ "w", types[t], 2, { N_IN, outs[k], 1, 1 }, data, (uint64_t)(rs * outs[k]) };
+			Wp[k] = &W[k];
+			ld[k] = outs[k];
+			y[k] = malloc(ROWS * outs[k] * sizeof(float));
+			want[k] = malloc(ROWS * outs[k] * sizeof(float));
+			ck_assert(y[k] && want[k]);
+		}
+		for (int mode = 0; mode < 3; mode++) {
+			/* 1 row; 3 rows of one step; 3 rows with the first alone */
+			const int64_t rows = mode == 0 ? 1 : ROWS;
+			const uint8_t *al = mode == 2 ? alone : NULL;
+			for (uint32_t n_w = 1; n_w <= 3; n_w++) {
+				ck_assert_int_eq(hyd_matmul_multi(par, n_w, Wp, x, N_IN, y, ld, rows, al), 0);
+				for (uint32_t k = 0; k < n_w; k++) {
+					ck_assert_int_eq(hyd_matmul_rows(NULL, Wp[k], x, N_IN, want[k], ld[k], rows, al), 0);
+					ck_assert_msg(memcmp(y[k], want[k], (size_t)(rows * outs[k]) * sizeof(float)) == 0,
+						      "type %s mode %d n_w %u: matrix %u differs",
+						      hyd_type_name(types[t]), mode, n_w, k);
+				}
+			}
+		}
+		for (int k = 0; k < 3; k++) {
+			free((void *)W[k].data);
+			free(y[k]);
+			free(want[k]);
+		}
+	}
+	/* matrices of different types: run one by one, same results */
+	{
+		static uint16_t wf[64 * N_IN];
+		static char wq[64 * 272];
+		fill_weights(HYD_TYPE_F16, wf, N_IN, 64);
+		fill_weights(HYD_TYPE_Q8_0, wq, N_IN, 64);
+		const struct hyd_tensor A = { "a", HYD_TYPE_F16, 2, { N_IN, 64, 1, 1 }, wf, sizeof(wf) };
+		const struct hyd_tensor B = { "b", HYD_TYPE_Q8_0, 2, { N_IN, 64, 1, 1 }, wq, sizeof(wq) };
+		const struct hyd_tensor *Wp[2] = { &A, &B };
+		float ya[64], yb[64], wa[64], wb[64];
+		float *y[2] = { ya, yb };
+		const int64_t ld[2] = { 64, 64 };
+		ck_assert_int_eq(hyd_matmul_multi(par, 2, Wp, x, N_IN, y, ld, 1, NULL), 0);
+		ck_assert_int_eq(hyd_matmul(NULL, &A, x, N_IN, wa, 64, 1), 0);
+		ck_assert_int_eq(hyd_matmul(NULL, &B, x, N_IN, wb, 64, 1), 0);
+		ck_assert_mem_eq(ya, wa, sizeof(wa));
+		ck_assert_mem_eq(yb, wb, sizeof(wb));
+		ck_assert_int_eq(hyd_matmul_multi(par, 0, Wp, x, N_IN, y, ld, 1, NULL), -EINVAL);
+		ck_assert_int_eq(hyd_matmul_multi(par, 5, Wp, x, N_IN, y, ld, 1, NULL), -EINVAL);
+	}
+	hyd_pool_destroy(pool);
+}
+END_TEST
+
 START_TEST(test_gelu_table)
 {
 	float x[2000];
@@ -238,6 +334,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_f16_from_float_rounds_to_nearest_even);
 	tcase_add_test(tc, test_f16_mad_scale);
 	tcase_add_test(tc, test_matmul_rows_batch_invariant);
+	tcase_add_test(tc, test_matmul_multi_same_bits);
 	tcase_add_test(tc, test_gelu_table);
 	tcase_add_test(tc, test_rope_step);
 	suite_add_tcase(s, tc);

@@ -552,10 +552,13 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 			tiled[s->row0 + i] = s->n_rows >= FA_TILE_Q;
 		}
 	}
-	if ((r = hyd_matmul_rows(b->par, L->wq, b->x, hp->n_embd, q, L->q_dim, n, alone)) ||
-	    (r = hyd_matmul_rows(b->par, L->wk, b->x, hp->n_embd, k, L->k_dim, n, alone)) ||
-	    (r = hyd_matmul_rows(b->par, L->wv, b->x, hp->n_embd, v, L->v_dim, n, alone)))
-		goto out;
+	{
+		const struct hyd_tensor *const w[3] = { L->wq, L->wk, L->wv };
+		float *const y[3] = { q, k, v };
+		const int64_t ld[3] = { L->q_dim, L->k_dim, L->v_dim };
+		if ((r = hyd_matmul_multi(b->par, 3, w, b->x, hp->n_embd, y, ld, n, alone)))
+			goto out;
+	}
 	add_bias(q, L->bq, n, L->q_dim);
 	add_bias(k, L->bk, n, L->k_dim);
 	add_bias(v, L->bv, n, L->v_dim);
