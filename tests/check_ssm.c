@@ -5,7 +5,8 @@
  *   buffer), the committed copy never written;
  * - several sessions in one batch == each alone; threads == no threads;
  * - F16 matrices (activations may be rounded in the dot products);
- * - bind rejects wrong shapes, types and hyper-parameters with a log line naming the tensor. */
+ * - bind rejects wrong shapes, types and hyper-parameters with a log line naming the tensor;
+ * - each vectorised scan kernel against its plain C twin (plugins/ssm/ssm_kern.c is linked in). */
 #include "config.h"
 
 #include <check.h>
@@ -22,6 +23,7 @@
 #include "engine/pool.h"
 #include "engine/types.h"
 #include "hyd/plugin.h"
+#include "plugins/ssm/ssm.h"
 
 static const struct hyd_mixer_factory *const *factories;
 
@@ -753,6 +755,130 @@ START_TEST(test_bind_errors)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- kernels */
+
+static int32_t ulps(float a, float b)
+{
+	int32_t ia, ib;
+	memcpy(&ia, &a, 4);
+	memcpy(&ib, &b, 4);
+	if (ia < 0)
+		ia = INT32_MIN - ia;
+	if (ib < 0)
+		ib = INT32_MIN - ib;
+	return ia > ib ? ia - ib : ib - ia;
+}
+
+static const struct hyd__ssm_kern *simd_kern(void)
+{
+	const struct hyd__ssm_kern *k = hyd__ssm_kern_at(true);
+	if (!k)
+		printf("SKIP: the CPU has no vectorised scan kernels\n");
+	return k;
+}
+
+/* Activations: the vectorised ones round exp (and log1p) once from double, where glibc's expf
+ * (about 1 in 10^4 arguments) and log1pf (more often) may land on the other neighbour; an ulp
+ * of exp can become two in x / (1 + e). */
+static void check_activation(const char *what, const float *x, uint32_t n, const float *want, const float *got,
+			     int32_t max_ulps, double max_rate)
+{
+	uint32_t differ = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const int32_t u = ulps(got[i], want[i]);
+		ck_assert_msg(u <= max_ulps, "%s(%a): %a, the scalar kernel %a (%d ulps)", what, x[i], got[i], want[i], u);
+		differ += u != 0;
+	}
+	ck_assert_msg(differ <= max_rate * n, "%s: %u of %u values differ from the scalar kernel", what, differ, n);
+}
+
+START_TEST(test_kernels_activations)
+{
+	const struct hyd__ssm_kern *ref = hyd__ssm_kern_at(false), *k = simd_kern();
+	if (!k)
+		return;
+	enum { N = 1 << 18 };
+	float *x = hyd_malloc(N * sizeof(float)), *b = hyd_malloc(N * sizeof(float));
+	float *want = hyd_malloc(N * sizeof(float)), *got = hyd_malloc(N * sizeof(float));
+	static const float special[] = { 0.0f, -0.0f, 1e-30f, -1e-30f, 20.0f, 20.000002f, 19.999998f, -87.5f, 88.5f,
+					 -104.0f, 104.0f, -200.0f, 200.0f, 1e30f, -1e30f, 1e-42f };
+	const uint32_t ns = sizeof(special) / sizeof(special[0]);
+	for (uint32_t i = 0; i < N; i++) {
+		/* mostly the range the models use, some far out; N - 1 is odd: tails are covered */
+		x[i] = i < ns ? special[i] : i % 16 ? frand(-12.0f, 12.0f) : frand(-120.0f, 120.0f);
+		b[i] = i < ns ? 0.0f : frand(-3.0f, 1.0f);
+	}
+	const uint32_t n = N - 1;
+	ref->silu(want, x, n);
+	k->silu(got, x, n);
+	check_activation("silu", x, n, want, got, 2, 1e-3);
+	memcpy(got, x, n * sizeof(float));
+	k->silu(got, got, n); /* in place */
+	check_activation("silu in place", x, n, want, got, 2, 1e-3);
+	for (uint32_t i = 0; i < n; i++)
+		want[i] = got[i] = b[i];
+	ref->silu_mul(want, x, n);
+	k->silu_mul(got, x, n);
+	check_activation("silu_mul", x, n, want, got, 3, 1e-3);
+	ref->softplus(want, x, b, n);
+	k->softplus(got, x, b, n);
+	check_activation("softplus", x, n, want, got, 2, 0.05);
+	hyd_free(x), hyd_free(b), hyd_free(want), hyd_free(got);
+}
+END_TEST
+
+/* The state updates: within rounding of the scalar kernels (FMA, another summation order and,
+ * for Mamba-1, a polynomial exp), and writing another copy == updating in place, bit for bit. */
+START_TEST(test_kernels_scan)
+{
+	const struct hyd__ssm_kern *ref = hyd__ssm_kern_at(false), *k = simd_kern();
+	if (!k)
+		return;
+	static const uint32_t sizes[] = { 1, 7, 8, 12, 16, 21, 64, 128 };
+	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+		const uint32_t ds = sizes[si], nc = 5, n = nc * ds;
+		float *h = hyd_malloc(n * sizeof(float)), *a = hyd_malloc(n * sizeof(float));
+		float *o_ref = hyd_malloc(n * sizeof(float)), *o_out = hyd_malloc(n * sizeof(float));
+		float *o_in = hyd_malloc(n * sizeof(float));
+		float bv[128], cv[128], dt[5], x[5], y_ref[5], y_out[5], y_in[5];
+		for (uint32_t i = 0; i < n; i++) {
+			h[i] = frand(-2.0f, 2.0f);
+			a[i] = -expf(frand(-1.0f, 2.5f));
+		}
+		for (uint32_t i = 0; i < ds; i++)
+			bv[i] = frand(-1.0f, 1.0f), cv[i] = frand(-1.0f, 1.0f);
+		for (uint32_t i = 0; i < nc; i++)
+			dt[i] = frand(0.001f, 2.0f), x[i] = frand(-2.0f, 2.0f);
+		ref->update_dot(o_ref, h, a, dt, x, bv, cv, nc, ds, y_ref);
+		k->update_dot(o_out, h, a, dt, x, bv, cv, nc, ds, y_out);
+		memcpy(o_in, h, n * sizeof(float));
+		k->update_dot(o_in, o_in, a, dt, x, bv, cv, nc, ds, y_in);
+		ck_assert_mem_eq(o_in, o_out, n * sizeof(float));
+		ck_assert_mem_eq(y_in, y_out, sizeof(y_out));
+		for (uint32_t i = 0; i < n; i++)
+			ck_assert_msg(fabsf(o_out[i] - o_ref[i]) <= 1e-5f * (1.0f + fabsf(o_ref[i])),
+				      "update_dot d_state %u: h[%u] %g, scalar %g", ds, i, o_out[i], o_ref[i]);
+		for (uint32_t i = 0; i < nc; i++)
+			ck_assert_msg(fabsf(y_out[i] - y_ref[i]) <= 1e-5f * (1.0f + fabsf(y_ref[i])) * ds,
+				      "update_dot d_state %u: y[%u] %g, scalar %g", ds, i, y_out[i], y_ref[i]);
+
+		const float da = expf(-frand(0.0f, 3.0f)), bx = frand(-1.0f, 1.0f);
+		const float yr = ref->decay_dot(o_ref, h, da, bx, bv, cv, ds);
+		const float yo = k->decay_dot(o_out, h, da, bx, bv, cv, ds);
+		memcpy(o_in, h, ds * sizeof(float));
+		const float yi = k->decay_dot(o_in, o_in, da, bx, bv, cv, ds);
+		ck_assert_mem_eq(o_in, o_out, ds * sizeof(float));
+		ck_assert_msg(yi == yo, "decay_dot in place %g, to another copy %g", yi, yo);
+		for (uint32_t i = 0; i < ds; i++)
+			ck_assert_msg(fabsf(o_out[i] - o_ref[i]) <= 1e-6f * (1.0f + fabsf(o_ref[i])),
+				      "decay_dot d_state %u: s[%u] %g, scalar %g", ds, i, o_out[i], o_ref[i]);
+		ck_assert_msg(fabsf(yo - yr) <= 1e-6f * (1.0f + fabsf(yr)) * ds, "decay_dot d_state %u: %g, scalar %g",
+			      ds, yo, yr);
+		hyd_free(h), hyd_free(a), hyd_free(o_ref), hyd_free(o_out), hyd_free(o_in);
+	}
+}
+END_TEST
+
 static int load_plugin(void)
 {
 	const char *path = getenv("HYD_PLUGIN_PATH");
@@ -799,6 +925,8 @@ int main(void)
 	tcase_add_test(tc, test_batches_threads);
 	tcase_add_test(tc, test_state_layout);
 	tcase_add_test(tc, test_bind_errors);
+	tcase_add_test(tc, test_kernels_activations);
+	tcase_add_test(tc, test_kernels_scan);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);

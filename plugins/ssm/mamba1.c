@@ -149,28 +149,29 @@ static void m1_scan_task(void *arg, uint32_t task, uint32_t thread)
 {
 	const struct m1_job *j = arg;
 	const struct m1_layer *L = j->L;
+	const struct hyd__ssm_kern *K = hyd__ssm_kern();
 	const struct hyd_mixer_seq *s = &j->b->seqs[task / j->n_blocks];
 	const uint32_t c0 = (task % j->n_blocks) * CHAN_BLOCK;
-	const uint32_t c1 = c0 + CHAN_BLOCK < L->d_inner ? c0 + CHAN_BLOCK : L->d_inner;
+	const uint32_t c1 = c0 + CHAN_BLOCK < L->d_inner ? c0 + CHAN_BLOCK : L->d_inner, nc = c1 - c0;
 	const uint32_t di = L->d_inner, ds = L->d_state;
-	const float *src = state_copy(L, s, s->state_index) + L->tail_floats;
-	float *dst = state_copy(L, s, s->state_index ^ 1) + L->tail_floats;
-	for (uint32_t c = c0; c < c1; c++) {
-		float *h = dst + (uint64_t)c * ds;
-		const float *a = L->a + (uint64_t)c * ds;
-		memcpy(h, src + (uint64_t)c * ds, ds * sizeof(float));
-		for (uint32_t t = 0; t < s->n_rows; t++) {
-			const uint64_t row = s->row0 + t;
-			const float *bc = j->dbc + row * L->n_x + L->dt_rank;
-			const float x = j->xc[row * di + c];
-			const float z = j->xz[row * 2 * di + di + c];
-			float *dt_y = &j->dt[row * di + c];
-			const float dt = hyd_softplus(*dt_y + L->dt_b[c]);
-			float y = hyd__ssm_update_dot(h, a, dt, dt * x, bc, bc + ds, ds);
-			y += L->d[c] * x;
-			/* dt[row][c] has been consumed: the gated output takes its place */
-			*dt_y = y * hyd__ssm_silu(z);
-		}
+	const float *src = state_copy(L, s, s->state_index) + L->tail_floats + (uint64_t)c0 * ds;
+	float *dst = state_copy(L, s, s->state_index ^ 1) + L->tail_floats + (uint64_t)c0 * ds;
+	const float *a = L->a + (uint64_t)c0 * ds;
+	float dt[CHAN_BLOCK], gate[CHAN_BLOCK], y[CHAN_BLOCK];
+	if (s->n_rows == 0)
+		memcpy(dst, src, (uint64_t)nc * ds * sizeof(float));
+	for (uint32_t t = 0; t < s->n_rows; t++) {
+		const uint64_t row = s->row0 + t;
+		const float *bc = j->dbc + row * L->n_x + L->dt_rank;
+		const float *x = j->xc + row * di + c0;
+		/* dt[row] is consumed here: the gated output takes its place */
+		float *dt_y = j->dt + row * di + c0;
+		K->softplus(dt, dt_y, L->dt_b + c0, nc);
+		K->silu(gate, j->xz + row * 2 * di + di + c0, nc);
+		/* the first token reads the committed copy, the others what the step wrote */
+		K->update_dot(dst, t ? dst : src, a, dt, x, bc, bc + ds, nc, ds, y);
+		for (uint32_t c = 0; c < nc; c++)
+			dt_y[c] = (y[c] + L->d[c0 + c] * x[c]) * gate[c];
 	}
 }
 
@@ -192,7 +193,8 @@ static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)
 	j.dt = j.dbc + (uint64_t)n * L->n_x;
 	if ((r = hyd__ssm_matmul(b, L->w_in, b->x, L->hp.n_embd, j.xz, 2 * di)))
 		return r;
-	hyd__ssm_run(b->par, b->n_seqs * j.n_blocks, m1_conv_task, &j, (uint64_t)n * di * L->d_conv);
+	/* work in multiply-add equivalents: a SiLU (an exp and a division) counts as ~20 */
+	hyd__ssm_run(b->par, b->n_seqs * j.n_blocks, m1_conv_task, &j, (uint64_t)n * di * (L->d_conv + 20));
 	if ((r = hyd__ssm_matmul(b, L->w_x, j.xc, di, j.dbc, L->n_x)))
 		return r;
 	if (L->dt_norm || L->b_norm || L->c_norm) {
@@ -209,7 +211,8 @@ static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)
 	}
 	if ((r = hyd__ssm_matmul(b, L->w_dt, j.dbc, L->n_x, j.dt, di)))
 		return r;
-	hyd__ssm_run(b->par, b->n_seqs * j.n_blocks, m1_scan_task, &j, (uint64_t)n * di * L->d_state * 3);
+	/* an exp and 3 multiply-adds per state element, a softplus and a SiLU per channel */
+	hyd__ssm_run(b->par, b->n_seqs * j.n_blocks, m1_scan_task, &j, (uint64_t)n * di * (L->d_state * 11 + 60));
 	return hyd__ssm_matmul(b, L->w_out, j.dt, di, b->y, L->hp.n_embd);
 }
 

@@ -155,8 +155,12 @@ static void m2_scan_task(void *arg, uint32_t task, uint32_t thread)
 	const uint32_t h = task % L->n_head, g = h / (L->n_head / L->n_group);
 	const uint32_t hd = L->head_dim, ds = L->d_state;
 	const uint64_t hs = (uint64_t)hd * ds;
+	const struct hyd__ssm_kern *K = hyd__ssm_kern();
 	float *S = state_copy(L, s, s->state_index ^ 1) + L->tail_floats + h * hs;
-	memcpy(S, state_copy(L, s, s->state_index) + L->tail_floats + h * hs, hs * sizeof(float));
+	/* the first token reads the committed copy, the others what the step wrote */
+	const float *S_in = state_copy(L, s, s->state_index) + L->tail_floats + h * hs;
+	if (s->n_rows == 0)
+		memcpy(S, S_in, hs * sizeof(float));
 	const float a = L->a[h], dd = L->d[h], dtb = L->dt_b[h];
 	for (uint32_t t = 0; t < s->n_rows; t++) {
 		const uint64_t row = s->row0 + t;
@@ -167,9 +171,10 @@ static void m2_scan_task(void *arg, uint32_t task, uint32_t thread)
 		const float dt = hyd_softplus(j->zx[row * L->d_in_proj + L->d_inner + L->conv_dim + h] + dtb);
 		const float da = expf(dt * a);
 		float *y = j->y + row * L->d_inner + (uint64_t)h * hd;
-		for (uint32_t p = 0; p < hd; p++) {
-			y[p] = hyd__ssm_decay_dot(S + (uint64_t)p * ds, da, x[p] * dt, B, C, ds) + dd * x[p];
-		}
+		for (uint32_t p = 0; p < hd; p++)
+			y[p] = K->decay_dot(S + (uint64_t)p * ds, S_in + (uint64_t)p * ds, da, x[p] * dt, B, C, ds) +
+			       dd * x[p];
+		S_in = S;
 	}
 }
 
@@ -183,8 +188,7 @@ static void m2_norm_task(void *arg, uint32_t task, uint32_t thread)
 	for (uint32_t row = r0; row < r1; row++) {
 		float *y = j->y + (uint64_t)row * L->d_inner;
 		const float *z = j->zx + (uint64_t)row * L->d_in_proj;
-		for (uint32_t c = 0; c < L->d_inner; c++)
-			y[c] *= hyd__ssm_silu(z[c]);
+		hyd__ssm_kern()->silu_mul(y, z, L->d_inner);
 		for (uint32_t g = 0; g < L->n_group; g++)
 			hyd_rmsnorm(y + (uint64_t)g * gs, y + (uint64_t)g * gs, L->norm_w + (uint64_t)g * gs, gs,
 				    L->hp.norm_eps);

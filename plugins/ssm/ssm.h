@@ -51,14 +51,28 @@ int hyd__ssm_check_batch(const struct hyd_mixer_batch *b);
 int hyd__ssm_matmul(const struct hyd_mixer_batch *b, const struct hyd_tensor *W, const float *X, int64_t ldx,
 		    float *Y, int64_t ldy);
 
-/* h[n] = exp(dt * a[n]) * h[n] + bx * bv[n] for n < d_state, returns sum_n h[n] * c[n].
- * The mamba1 scan's inner loop (an exp per state element): vectorised where the CPU allows. */
-float hyd__ssm_update_dot(float *h, const float *a, float dt, float bx, const float *bv, const float *c,
-			  uint32_t d_state);
+/* The scan's per-element kernels.  hyd__ssm_kern() is the table the CPU allows (checked at run
+ * time; HYD_SIMD=scalar caps it at the plain C one), hyd__ssm_kern_at(simd) a given one (NULL
+ * when the CPU lacks it) for tests that hold each vectorised kernel to its plain C twin. */
+struct hyd__ssm_kern {
+	const char *name;
+	/* Mamba-1, n_ch channels of ds state values each (h_out, h_in and a advance by ds per
+	 * channel): h_out = exp(dt[ch] a) * h_in + dt[ch] x[ch] bv, y[ch] = sum h_out * c.
+	 * h_out == h_in is allowed: reading one copy of the state and writing the other in the
+	 * same pass spares a copy of the whole state per token. */
+	void (*update_dot)(float *h_out, const float *h_in, const float *a, const float *dt, const float *x,
+			   const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y);
+	/* Mamba-2: s_out[n] = da * s_in[n] + bx * bv[n] for n < ds, returns sum s_out[n] c[n];
+	 * s_out == s_in is allowed. */
+	float (*decay_dot)(float *s_out, const float *s_in, float da, float bx, const float *bv, const float *c,
+			   uint32_t ds);
+	void (*silu)(float *y, const float *x, uint32_t n);                      /* y may be x */
+	void (*silu_mul)(float *y, const float *z, uint32_t n);                  /* y *= silu(z) */
+	void (*softplus)(float *y, const float *x, const float *bias, uint32_t n); /* softplus(x + bias) */
+};
 
-/* s[n] = da * s[n] + bx * bv[n] for n < d_state, returns sum_n s[n] * c[n]: the mamba2 scan's
- * inner loop (one decay per head and token). */
-float hyd__ssm_decay_dot(float *s, float da, float bx, const float *bv, const float *c, uint32_t d_state);
+const struct hyd__ssm_kern *hyd__ssm_kern(void);
+const struct hyd__ssm_kern *hyd__ssm_kern_at(bool simd);
 
 static inline float hyd__ssm_silu(float x)
 {

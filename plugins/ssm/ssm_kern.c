@@ -1,0 +1,326 @@
+/* The scan's per-element kernels (see struct hyd__ssm_kern in ssm.h): a plain C table and, where
+ * the CPU has AVX2 and FMA (checked at run time), a vectorised one.
+ *
+ * The state updates keep the arithmetic they always had.  SiLU and softplus compute exp (and
+ * log1p) in double precision and round once to float: that is expf's (and log1pf's) result
+ * rounded correctly, which glibc's float functions also return in all but rare cases, so the
+ * vectorised activations agree with the scalar ones to the bit nearly always and otherwise by
+ * one ulp (tests/check_ssm.c counts both). */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+#include "plugins/ssm/ssm.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+/* ---------------------------------------------------------------- plain C */
+
+static float update_dot1(float *h_out, const float *h_in, const float *a, float dt, float bx, const float *bv,
+			 const float *c, uint32_t n)
+{
+	float y = 0.0f;
+	for (uint32_t i = 0; i < n; i++) {
+		h_out[i] = expf(dt * a[i]) * h_in[i] + bx * bv[i];
+		y += h_out[i] * c[i];
+	}
+	return y;
+}
+
+static void update_dot_scalar(float *h_out, const float *h_in, const float *a, const float *dt, const float *x,
+			      const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y)
+{
+	for (uint32_t ch = 0; ch < n_ch; ch++) {
+		const uint64_t o = (uint64_t)ch * ds;
+		y[ch] = update_dot1(h_out + o, h_in + o, a + o, dt[ch], dt[ch] * x[ch], bv, c, ds);
+	}
+}
+
+static float decay_dot_scalar(float *s_out, const float *s_in, float da, float bx, const float *bv, const float *c,
+			      uint32_t n)
+{
+	float y = 0.0f;
+	for (uint32_t i = 0; i < n; i++) {
+		s_out[i] = s_in[i] * da + bx * bv[i];
+		y += s_out[i] * c[i];
+	}
+	return y;
+}
+
+static void silu_scalar(float *y, const float *x, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		y[i] = hyd__ssm_silu(x[i]);
+}
+
+static void silu_mul_scalar(float *y, const float *z, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		y[i] *= hyd__ssm_silu(z[i]);
+}
+
+static void softplus_scalar(float *y, const float *x, const float *bias, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		y[i] = hyd_softplus(x[i] + bias[i]);
+}
+
+static const struct hyd__ssm_kern kern_scalar = {
+	.name = "scalar",
+	.update_dot = update_dot_scalar,
+	.decay_dot = decay_dot_scalar,
+	.silu = silu_scalar,
+	.silu_mul = silu_mul_scalar,
+	.softplus = softplus_scalar,
+};
+
+/* ---------------------------------------------------------------- AVX2 + FMA */
+
+#if defined(__x86_64__)
+AVX2 static float hsum8(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+AVX2 static float decay_dot_avx2(float *s_out, const float *s_in, float da, float bx, const float *bv,
+				 const float *c, uint32_t n)
+{
+	const __m256 vda = _mm256_set1_ps(da), vbx = _mm256_set1_ps(bx);
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	uint32_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256 s0 = _mm256_mul_ps(_mm256_loadu_ps(s_in + i), vda);
+		__m256 s1 = _mm256_mul_ps(_mm256_loadu_ps(s_in + i + 8), vda);
+		s0 = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i), s0);
+		s1 = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i + 8), s1);
+		_mm256_storeu_ps(s_out + i, s0);
+		_mm256_storeu_ps(s_out + i + 8, s1);
+		acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(c + i), acc0);
+		acc1 = _mm256_fmadd_ps(s1, _mm256_loadu_ps(c + i + 8), acc1);
+	}
+	for (; i + 8 <= n; i += 8) {
+		__m256 s0 = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i), _mm256_mul_ps(_mm256_loadu_ps(s_in + i), vda));
+		_mm256_storeu_ps(s_out + i, s0);
+		acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(c + i), acc0);
+	}
+	float y = hsum8(_mm256_add_ps(acc0, acc1));
+	if (i < n)
+		y += decay_dot_scalar(s_out + i, s_in + i, da, bx, bv + i, c + i, n - i);
+	return y;
+}
+
+/* exp(x) for 8 float lanes: x = k ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial, 2^k
+ * through the exponent bits.  Relative error ~2 ulp over the range, far inside the tolerance of
+ * a recurrence that multiplies by values <= 1. */
+AVX2 static inline __m256 exp8(__m256 x)
+{
+	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+	const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+					 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+AVX2 static float update_dot1_avx2(float *h_out, const float *h_in, const float *a, float dt, float bx,
+				   const float *bv, const float *c, uint32_t n)
+{
+	const __m256 vdt = _mm256_set1_ps(dt), vbx = _mm256_set1_ps(bx);
+	__m256 acc = _mm256_setzero_ps();
+	uint32_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		const __m256 da = exp8(_mm256_mul_ps(vdt, _mm256_loadu_ps(a + i)));
+		__m256 hv = _mm256_mul_ps(da, _mm256_loadu_ps(h_in + i));
+		hv = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i), hv);
+		_mm256_storeu_ps(h_out + i, hv);
+		acc = _mm256_fmadd_ps(hv, _mm256_loadu_ps(c + i), acc);
+	}
+	float y = hsum8(acc);
+	if (i < n)
+		y += update_dot1(h_out + i, h_in + i, a + i, dt, bx, bv + i, c + i, n - i);
+	return y;
+}
+
+AVX2 static void update_dot_avx2(float *h_out, const float *h_in, const float *a, const float *dt, const float *x,
+				 const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y)
+{
+	for (uint32_t ch = 0; ch < n_ch; ch++) {
+		const uint64_t o = (uint64_t)ch * ds;
+		y[ch] = update_dot1_avx2(h_out + o, h_in + o, a + o, dt[ch], dt[ch] * x[ch], bv, c, ds);
+	}
+}
+
+/* exp(x) in double for 4 lanes, |x| <= 700: x = k ln2 + r, |r| <= ln2/2, exp(r) by its Taylor
+ * series to r^12 (truncation < 2e-16 relative), 2^k through the exponent bits. */
+AVX2 static inline __m256d exp4d(__m256d x)
+{
+	x = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-700.0)), _mm256_set1_pd(700.0));
+	const __m256d k = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)),
+					  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	/* ln2 split so that k * LN2_HI is exact for |k| < 2^11 */
+	__m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(0x1.62e42fefa3800p-1), x);
+	r = _mm256_fnmadd_pd(k, _mm256_set1_pd(0x1.ef35793c76730p-45), r);
+	/* sum r^i / i! for i <= 12, in Estrin's form (a short dependency chain) */
+#define C(i) _mm256_set1_pd(1.0 / (i))
+	const __m256d r2 = _mm256_mul_pd(r, r), r4 = _mm256_mul_pd(r2, r2), r8 = _mm256_mul_pd(r4, r4);
+	const __m256d q0 = _mm256_fmadd_pd(r, _mm256_set1_pd(1.0), _mm256_set1_pd(1.0));
+	const __m256d q1 = _mm256_fmadd_pd(r, C(6.0), C(2.0));
+	const __m256d q2 = _mm256_fmadd_pd(r, C(120.0), C(24.0));
+	const __m256d q3 = _mm256_fmadd_pd(r, C(5040.0), C(720.0));
+	const __m256d q4 = _mm256_fmadd_pd(r, C(362880.0), C(40320.0));
+	const __m256d q5 = _mm256_fmadd_pd(r, C(39916800.0), C(3628800.0));
+	const __m256d u0 = _mm256_fmadd_pd(q1, r2, q0), u1 = _mm256_fmadd_pd(q3, r2, q2);
+	const __m256d u2 = _mm256_fmadd_pd(q5, r2, q4);
+	const __m256d v0 = _mm256_fmadd_pd(u1, r4, u0), v1 = _mm256_fmadd_pd(C(479001600.0), r4, u2);
+	const __m256d p = _mm256_fmadd_pd(v1, r8, v0);
+	/* k + 1.5 * 2^52 holds k in its low mantissa bits */
+	const __m256d magic = _mm256_set1_pd(6755399441055744.0);
+	const __m256i ki = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(k, magic)), _mm256_castpd_si256(magic));
+	return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), _mm256_slli_epi64(ki, 52)));
+}
+
+/* log(1 + e) in double for 4 lanes, 0 <= e < 2^60: u = 1 + e rounded, log(u) from u = 2^k m with
+ * m in [sqrt(1/2), sqrt(2)) and log(m) = 2 atanh(f / (2 + f)), f = m - 1, by its series to s^19;
+ * the rounding of 1 + e is put back as (e - (u - 1)) / u. */
+AVX2 static inline __m256d log1p4d(__m256d e)
+{
+	const __m256d one = _mm256_set1_pd(1.0);
+	const __m256d u = _mm256_add_pd(one, e);
+	const __m256d corr = _mm256_div_pd(_mm256_sub_pd(e, _mm256_sub_pd(u, one)), u);
+	const __m256i bits = _mm256_castpd_si256(u);
+	__m256i ex = _mm256_srli_epi64(bits, 52); /* u >= 1: no sign bit */
+	__m256d m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000fffffffffffffll)),
+							_mm256_set1_epi64x(0x3ff0000000000000ll)));
+	const __m256d big = _mm256_cmp_pd(m, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+	m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
+	ex = _mm256_sub_epi64(ex, _mm256_castpd_si256(big)); /* all-ones lanes: + 1 */
+	/* small non-negative integer to double through the 2^52 trick */
+	const __m256d two52 = _mm256_set1_pd(4503599627370496.0);
+	const __m256d kd = _mm256_sub_pd(_mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(ex, _mm256_castpd_si256(two52))),
+						      two52),
+					 _mm256_set1_pd(1023.0));
+	const __m256d f = _mm256_sub_pd(m, one);
+	const __m256d s = _mm256_div_pd(f, _mm256_add_pd(_mm256_set1_pd(2.0), f));
+	const __m256d s2 = _mm256_mul_pd(s, s);
+	/* p = sum s2^j / (2j + 1) for 1 <= j <= 9, divided by s2, in Estrin's form */
+	const __m256d s4 = _mm256_mul_pd(s2, s2), s8 = _mm256_mul_pd(s4, s4);
+	const __m256d a0 = _mm256_fmadd_pd(s2, C(5.0), C(3.0)), a1 = _mm256_fmadd_pd(s2, C(9.0), C(7.0));
+	const __m256d a2 = _mm256_fmadd_pd(s2, C(13.0), C(11.0)), a3 = _mm256_fmadd_pd(s2, C(17.0), C(15.0));
+	const __m256d b0 = _mm256_fmadd_pd(a1, s4, a0), b1 = _mm256_fmadd_pd(a3, s4, a2);
+	const __m256d p = _mm256_fmadd_pd(_mm256_fmadd_pd(C(19.0), s8, b1), s8, b0);
+#undef C
+	/* log(m) = 2s + 2s s2 p */
+	const __m256d two_s = _mm256_add_pd(s, s);
+	__m256d lm = _mm256_fmadd_pd(_mm256_mul_pd(two_s, s2), p, corr);
+	lm = _mm256_add_pd(lm, two_s);
+	lm = _mm256_fmadd_pd(kd, _mm256_set1_pd(0x1.ef35793c76730p-45), lm);
+	return _mm256_fmadd_pd(kd, _mm256_set1_pd(0x1.62e42fefa3800p-1), lm);
+}
+
+/* expf for 8 lanes, rounded once from double */
+AVX2 static inline __m256 expf8(__m256 x)
+{
+	const __m128 lo = _mm256_cvtpd_ps(exp4d(_mm256_cvtps_pd(_mm256_castps256_ps128(x))));
+	const __m128 hi = _mm256_cvtpd_ps(exp4d(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
+	return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+}
+
+/* x / (1 + expf(-x)), the float operations of hyd__ssm_silu */
+AVX2 static inline __m256 silu8(__m256 x)
+{
+	const __m256 e = expf8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+	return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+AVX2 static void silu_avx2(float *y, const float *x, uint32_t n)
+{
+	uint32_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, silu8(_mm256_loadu_ps(x + i)));
+	if (i < n)
+		silu_scalar(y + i, x + i, n - i);
+}
+
+AVX2 static void silu_mul_avx2(float *y, const float *z, uint32_t n)
+{
+	uint32_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), silu8(_mm256_loadu_ps(z + i))));
+	if (i < n)
+		silu_mul_scalar(y + i, z + i, n - i);
+}
+
+/* hyd_softplus: x > 20 ? x : log1pf(expf(x)), with expf rounded to float first as there */
+AVX2 static inline __m128 softplus4(__m128 v)
+{
+	const __m128 ef = _mm256_cvtpd_ps(exp4d(_mm256_cvtps_pd(v)));
+	const __m128 sp = _mm256_cvtpd_ps(log1p4d(_mm256_cvtps_pd(ef)));
+	return _mm_blendv_ps(sp, v, _mm_cmpgt_ps(v, _mm_set1_ps(20.0f)));
+}
+
+AVX2 static void softplus_avx2(float *y, const float *x, const float *bias, uint32_t n)
+{
+	uint32_t i = 0;
+	for (; i + 4 <= n; i += 4)
+		_mm_storeu_ps(y + i, softplus4(_mm_add_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(bias + i))));
+	if (i < n)
+		softplus_scalar(y + i, x + i, bias + i, n - i);
+}
+
+static const struct hyd__ssm_kern kern_avx2 = {
+	.name = "avx2",
+	.update_dot = update_dot_avx2,
+	.decay_dot = decay_dot_avx2,
+	.silu = silu_avx2,
+	.silu_mul = silu_mul_avx2,
+	.softplus = softplus_avx2,
+};
+#endif
+
+const struct hyd__ssm_kern *hyd__ssm_kern_at(bool simd)
+{
+	if (!simd)
+		return &kern_scalar;
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		return &kern_avx2;
+#endif
+	return NULL;
+}
+
+static const struct hyd__ssm_kern *kern_pick(void)
+{
+	/* HYD_SIMD=scalar caps every kernel at the reference path (tests, benchmarks) */
+	const char *cap = getenv("HYD_SIMD");
+	const struct hyd__ssm_kern *k = cap && !strcmp(cap, "scalar") ? NULL : hyd__ssm_kern_at(true);
+	return k ? k : &kern_scalar;
+}
+
+const struct hyd__ssm_kern *hyd__ssm_kern(void)
+{
+	static const struct hyd__ssm_kern *chosen;
+	const struct hyd__ssm_kern *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(!k, 0)) {
+		k = kern_pick();
+		__atomic_store_n(&chosen, k, __ATOMIC_RELEASE);
+	}
+	return k;
+}
