@@ -157,13 +157,12 @@ AVX2 static inline __m256 load_f16x8(const uint16_t *p)
 	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-AVX2 static float f16_dot_f16_avx2(int64_t n, const void *w, const void *x)
+/* The first np (a multiple of 64) elements: the 4 x 16 lanes of the AVX-512 layout, as pairs
+ * of 8-lane registers, reduced as _mm512_reduce_add_ps does. */
+AVX2 static inline float f16_main_avx2(int64_t np, const uint16_t *a, const uint16_t *b)
 {
-	const uint16_t *a = w, *b = x;
-	/* the 4 x 16 lanes of the AVX-512 layout, as pairs of 8-lane registers */
 	__m256 s0l = _mm256_setzero_ps(), s0h = s0l, s1l = s0l, s1h = s0l, s2l = s0l, s2h = s0l, s3l = s0l,
 	       s3h = s0l;
-	const int64_t np = n & ~(int64_t)63;
 	for (int64_t i = 0; i < np; i += 64) {
 		s0l = _mm256_fmadd_ps(load_f16x8(a + i), load_f16x8(b + i), s0l);
 		s0h = _mm256_fmadd_ps(load_f16x8(a + i + 8), load_f16x8(b + i + 8), s0h);
@@ -176,7 +175,14 @@ AVX2 static float f16_dot_f16_avx2(int64_t n, const void *w, const void *x)
 	}
 	const __m256 lo = _mm256_add_ps(_mm256_add_ps(s0l, s2l), _mm256_add_ps(s1l, s3l));
 	const __m256 hi = _mm256_add_ps(_mm256_add_ps(s0h, s2h), _mm256_add_ps(s1h, s3h));
-	double s = hsum256(_mm256_add_ps(lo, hi));
+	return hsum256(_mm256_add_ps(lo, hi));
+}
+
+AVX2 static float f16_dot_f16_avx2(int64_t n, const void *w, const void *x)
+{
+	const uint16_t *a = w, *b = x;
+	const int64_t np = n & ~(int64_t)63;
+	double s = f16_main_avx2(np, a, b);
 	/* the tail, in order: each product rounded to float, then added in double (for small heads
 	 * this is the whole dot, so it is vectorised up to the sequential double sum) */
 	int64_t i = np;
@@ -189,6 +195,49 @@ AVX2 static float f16_dot_f16_avx2(int64_t n, const void *w, const void *x)
 	for (; i < n; i++)
 		s += (double)(_cvtsh_ss(a[i]) * _cvtsh_ss(b[i]));
 	return (float)s;
+}
+
+/* Four rows of f16_dot_f16_avx2 at once.  The tail's sequential double sums (the whole dot for
+ * rows under 64, such as Mamba's dt projection with rows of 48) are one chain per row; here
+ * each row is a lane of one double vector, so the four chains run side by side, each adding
+ * the same products in the same order: the same bits. */
+AVX2 static void f16_dot4_f16_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
+{
+	const uint16_t *b = x;
+	const uint16_t *a0 = w, *a1 = (const void *)((const char *)w + w_stride);
+	const uint16_t *a2 = (const void *)((const char *)w + 2 * w_stride);
+	const uint16_t *a3 = (const void *)((const char *)w + 3 * w_stride);
+	const int64_t np = n & ~(int64_t)63;
+	__m256d s = _mm256_setr_pd(f16_main_avx2(np, a0, b), f16_main_avx2(np, a1, b), f16_main_avx2(np, a2, b),
+				   f16_main_avx2(np, a3, b));
+	int64_t i = np;
+	for (; i + 8 <= n; i += 8) {
+		const __m256 xb = load_f16x8(b + i);
+		const __m256 p0 = _mm256_mul_ps(load_f16x8(a0 + i), xb), p1 = _mm256_mul_ps(load_f16x8(a1 + i), xb);
+		const __m256 p2 = _mm256_mul_ps(load_f16x8(a2 + i), xb), p3 = _mm256_mul_ps(load_f16x8(a3 + i), xb);
+		/* transpose: e_l = { row 0's product l, row 1's, row 2's, row 3's } */
+		__m128 e0 = _mm256_castps256_ps128(p0), e1 = _mm256_castps256_ps128(p1);
+		__m128 e2 = _mm256_castps256_ps128(p2), e3 = _mm256_castps256_ps128(p3);
+		__m128 e4 = _mm256_extractf128_ps(p0, 1), e5 = _mm256_extractf128_ps(p1, 1);
+		__m128 e6 = _mm256_extractf128_ps(p2, 1), e7 = _mm256_extractf128_ps(p3, 1);
+		_MM_TRANSPOSE4_PS(e0, e1, e2, e3);
+		_MM_TRANSPOSE4_PS(e4, e5, e6, e7);
+		s = _mm256_add_pd(s, _mm256_cvtps_pd(e0));
+		s = _mm256_add_pd(s, _mm256_cvtps_pd(e1));
+		s = _mm256_add_pd(s, _mm256_cvtps_pd(e2));
+		s = _mm256_add_pd(s, _mm256_cvtps_pd(e3));
+		s = _mm256_add_pd(s, _mm256_cvtps_pd(e4));
+		s = _mm256_add_pd(s, _mm256_cvtps_pd(e5));
+		s = _mm256_add_pd(s, _mm256_cvtps_pd(e6));
+		s = _mm256_add_pd(s, _mm256_cvtps_pd(e7));
+	}
+	for (; i < n; i++) {
+		const float xb = _cvtsh_ss(b[i]);
+		const __m128 p = _mm_setr_ps(_cvtsh_ss(a0[i]) * xb, _cvtsh_ss(a1[i]) * xb, _cvtsh_ss(a2[i]) * xb,
+					     _cvtsh_ss(a3[i]) * xb);
+		s = _mm256_add_pd(s, _mm256_cvtps_pd(p));
+	}
+	_mm_storeu_ps(ret_out, _mm256_cvtpd_ps(s));
 }
 
 AVX2 static float f16_dot_f16_gemm_avx2(int64_t n, const void *w, const void *x)
@@ -319,6 +368,7 @@ void hyd__float_register(struct hyd_type_traits *tab, enum hyd_simd level)
 	if (level >= HYD_SIMD_AVX2) {
 		f32->vec_dot = f32_dot_avx2;
 		f16->vec_dot = f16_dot_f16_avx2;
+		f16->vec_dot4 = f16_dot4_f16_avx2;
 		f16->from_float = f16_from_float_avx2;
 		f16_gemm_dot = f16_dot_f16_gemm_avx2;
 		f16_gemm_2x2 = f16_gemm_2x2_avx2;

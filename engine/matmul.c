@@ -189,8 +189,15 @@ int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct 
 	}
 	/* the four-row kernel gives vec_dot's bits, so it serves shared and alone rows alike */
 	j.dot4 = tr->vec_dot4;
+	/* rows alone in their step all use vec_dot: when every row is, no row needs the other order */
+	bool all_alone = alone != NULL;
+	for (int64_t r = 0; all_alone && r < n_rows; r++)
+		all_alone = alone[r] != 0;
+	if (all_alone)
+		j.alone = NULL;
 	/* ggml hands F16 matmuls of two rows or more to tinyBLAS, which sums in another order */
-	if (W[0]->type == HYD_TYPE_F16 && (n_rows >= 2 || alone) && n_in % 16 == 0 && outs_multiple_of_4(n_w, W)) {
+	if (W[0]->type == HYD_TYPE_F16 && (n_rows >= 2 || alone) && !all_alone && n_in % 16 == 0 &&
+	    outs_multiple_of_4(n_w, W)) {
 		j.dot = hyd__f16_gemm_dot();
 		j.dot2x2 = hyd__f16_gemm_2x2();
 		j.dot4 = NULL;

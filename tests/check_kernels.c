@@ -279,6 +279,51 @@ START_TEST(test_matmul_multi_same_bits)
 }
 END_TEST
 
+/* The F16 four-row kernel gives each row the single-row kernel's bits, at lengths with and
+ * without the 64-element main part and with every tail length. */
+START_TEST(test_f16_dot4_same_bits)
+{
+	const struct hyd_type_traits *f16 = hyd_type_traits(HYD_TYPE_F16);
+	if (!f16->vec_dot4)
+		return; /* scalar level: no four-row kernel to check */
+	static const int64_t lens[] = { 1, 7, 8, 48, 63, 64, 65, 72, 130, 256, 1000 };
+	static uint16_t w[4 * 1040], x[1000];
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		const int64_t n = lens[k], stride = n + 3;
+		for (int rep = 0; rep < 20; rep++) {
+			fill_f16(w, 4 * stride, rep % 2 ? 100.0f : 1.0f);
+			fill_f16(x, n, 1.0f);
+			float out[4];
+			f16->vec_dot4(n, w, stride * 2, x, out);
+			for (int r = 0; r < 4; r++)
+				ck_assert_msg(same_bits(out[r], f16->vec_dot(n, w + r * stride, x)),
+					      "n=%ld rep %d row %d: %.9g vs %.9g", (long)n, rep, r, out[r],
+					      f16->vec_dot(n, w + r * stride, x));
+		}
+	}
+}
+END_TEST
+
+/* A batch whose rows are all alone in their steps gives each row a one-row matmul's bits
+ * (it takes the four-row kernels; a mixed batch does not). */
+START_TEST(test_matmul_all_alone)
+{
+	enum { N_IN = 48, N_OUT = 12, ROWS = 3 };
+	static uint16_t w[N_OUT * N_IN];
+	fill_f16(w, N_OUT * N_IN, 1.0f);
+	const struct hyd_tensor W = { "w", HYD_TYPE_F16, 2, { N_IN, N_OUT, 1, 1 }, w, sizeof(w) };
+	float x[ROWS * N_IN], y[ROWS * N_OUT], one[N_OUT];
+	for (int i = 0; i < ROWS * N_IN; i++)
+		x[i] = uniform(-1.0f, 1.0f);
+	const uint8_t alone[ROWS] = { 1, 1, 1 };
+	ck_assert_int_eq(hyd_matmul_rows(NULL, &W, x, N_IN, y, N_OUT, ROWS, alone), 0);
+	for (int r = 0; r < ROWS; r++) {
+		ck_assert_int_eq(hyd_matmul(NULL, &W, x + r * N_IN, N_IN, one, N_OUT, 1), 0);
+		ck_assert_mem_eq(y + r * N_OUT, one, sizeof(one));
+	}
+}
+END_TEST
+
 START_TEST(test_gelu_table)
 {
 	float x[2000];
@@ -335,6 +380,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_f16_mad_scale);
 	tcase_add_test(tc, test_matmul_rows_batch_invariant);
 	tcase_add_test(tc, test_matmul_multi_same_bits);
+	tcase_add_test(tc, test_f16_dot4_same_bits);
+	tcase_add_test(tc, test_matmul_all_alone);
 	tcase_add_test(tc, test_gelu_table);
 	tcase_add_test(tc, test_rope_step);
 	suite_add_tcase(s, tc);
