@@ -25,36 +25,29 @@ static inline void prefetch_block(const void *p, int bytes)
 		_mm_prefetch((const char *)p + PREFETCH_AHEAD + o, _MM_HINT_T0);
 }
 
-/* The multi-row kernels prefetch the same place in the next group of rows instead. */
 /* The multi-row kernels read four rows side by side, which the hardware prefetcher does
  * not follow well; they prefetch the next group of four rows front to back instead, at the
  * pace they consume the current group, so the memory sees one sequential stream. */
 struct group_prefetch {
 	const char *next; /* next line to prefetch */
 	const char *base; /* start of the next group */
-	int64_t pace;     /* group bytes / row bytes: the next group's bytes per current row byte */
 };
 
 static inline struct group_prefetch group_prefetch_init(const void *w, int64_t w_stride)
 {
 	const char *next = (const char *)w + 4 * w_stride;
-	return (struct group_prefetch){ .next = next, .base = next, .pace = 4 };
+	return (struct group_prefetch){ .next = next, .base = next };
 }
 
-/* Called with how many bytes of each row have been consumed (or are about to be). */
+/* Called with how many bytes of each row have been consumed (or are about to be): the next
+ * group is four rows long, so it is prefetched four bytes per byte consumed of a row. */
 static inline void group_prefetch_to(struct group_prefetch *g, int64_t row_bytes_done)
 {
-	const char *target = g->base + g->pace * row_bytes_done;
+	const char *target = g->base + 4 * row_bytes_done;
 	while (g->next < target) {
 		_mm_prefetch(g->next, _MM_HINT_T0);
 		g->next += 64;
 	}
-}
-
-/* A table load is cheaper than vpinsrw + vcvtph2ps on the per-block path. */
-static inline float f16(uint16_t h)
-{
-	return hyd__fp16_table[h];
 }
 
 AVX2 static inline float hsum_ps(__m256 v)
@@ -95,7 +88,8 @@ AVX2 static inline __m128 hsum4_ps(__m256 v0, __m256 v1, __m256 v2, __m256 v3)
 	return _mm_add_ps(_mm_add_ps(s0, s2), _mm_add_ps(s1, s3));
 }
 
-/* The fp16 scale at p, converted by table and broadcast: one load, no shuffle. */
+/* The fp16 scale at p, converted by table and broadcast: one load, no shuffle (cheaper than
+ * vpinsrw + vcvtph2ps on the per-block path). */
 AVX2 static inline __m256 bcast_f16(const uint16_t *p)
 {
 	return _mm256_broadcast_ss(&hyd__fp16_table[*p]);
