@@ -48,58 +48,58 @@ struct mm_job {
 
 static void mm_task(void *arg, uint32_t task, uint32_t thread)
 {
-	const struct mm_job *jb = arg;
+	const struct mm_job *job = arg;
 	(void)thread;
 	uint32_t pi = 0;
-	while (pi + 1 < jb->n_parts && task >= jb->part[pi + 1].first_task)
+	while (pi + 1 < job->n_parts && task >= job->part[pi + 1].first_task)
 		pi++;
-	const struct mm_part *j = &jb->part[pi];
-	const int64_t o_begin = (int64_t)(task - j->first_task) * j->outs_per_task;
-	int64_t o_end = o_begin + j->outs_per_task;
-	if (o_end > j->n_out)
-		o_end = j->n_out;
-	for (int64_t r0 = 0; r0 < jb->n_rows; r0 += ROW_TILE) {
-		const int64_t r1 = r0 + ROW_TILE < jb->n_rows ? r0 + ROW_TILE : jb->n_rows;
+	const struct mm_part *part = &job->part[pi];
+	const int64_t o_begin = (int64_t)(task - part->first_task) * part->outs_per_task;
+	int64_t o_end = o_begin + part->outs_per_task;
+	if (o_end > part->n_out)
+		o_end = part->n_out;
+	for (int64_t r0 = 0; r0 < job->n_rows; r0 += ROW_TILE) {
+		const int64_t r1 = r0 + ROW_TILE < job->n_rows ? r0 + ROW_TILE : job->n_rows;
 		for (int64_t o0 = o_begin; o0 < o_end; o0 += OUT_TILE) {
 			const int64_t o1 = o0 + OUT_TILE < o_end ? o0 + OUT_TILE : o_end;
 			int64_t o = o0;
-			if (jb->dot2x2)
+			if (job->dot2x2)
 				for (; o + 2 <= o1; o += 2) {
-					const char *w0 = j->w + o * jb->w_stride, *w1 = w0 + jb->w_stride;
+					const char *w0 = part->w + o * job->w_stride, *w1 = w0 + job->w_stride;
 					int64_t r = r0;
 					/* pairs of rows that share their step use the blocked kernel */
 					while (r < r1) {
-						const bool pair = r + 1 < r1 && !(jb->alone && (jb->alone[r] || jb->alone[r + 1]));
+						const bool pair = r + 1 < r1 && !(job->alone && (job->alone[r] || job->alone[r + 1]));
 						if (!pair) {
-							const hyd_vec_dot_fn dot = jb->alone && jb->alone[r] ? jb->dot1 : jb->dot;
-							j->y[r * j->ldy + o] = dot(jb->n_in, w0, jb->x + r * jb->x_stride);
-							j->y[r * j->ldy + o + 1] = dot(jb->n_in, w1, jb->x + r * jb->x_stride);
+							const hyd_vec_dot_fn dot = job->alone && job->alone[r] ? job->dot1 : job->dot;
+							part->y[r * part->ldy + o] = dot(job->n_in, w0, job->x + r * job->x_stride);
+							part->y[r * part->ldy + o + 1] = dot(job->n_in, w1, job->x + r * job->x_stride);
 							r++;
 							continue;
 						}
 						float out[4];
-						jb->dot2x2(jb->n_in, w0, w1, jb->x + r * jb->x_stride, jb->x + (r + 1) * jb->x_stride, out);
-						j->y[r * j->ldy + o] = out[0];
-						j->y[(r + 1) * j->ldy + o] = out[1];
-						j->y[r * j->ldy + o + 1] = out[2];
-						j->y[(r + 1) * j->ldy + o + 1] = out[3];
+						job->dot2x2(job->n_in, w0, w1, job->x + r * job->x_stride, job->x + (r + 1) * job->x_stride, out);
+						part->y[r * part->ldy + o] = out[0];
+						part->y[(r + 1) * part->ldy + o] = out[1];
+						part->y[r * part->ldy + o + 1] = out[2];
+						part->y[(r + 1) * part->ldy + o + 1] = out[3];
 						r += 2;
 					}
 				}
-			if (jb->dot4)
+			if (job->dot4)
 				for (; o + 4 <= o1; o += 4) {
-					const char *wr = j->w + o * jb->w_stride;
+					const char *wr = part->w + o * job->w_stride;
 					for (int64_t r = r0; r < r1; r++) {
 						float out[4];
-						jb->dot4(jb->n_in, wr, jb->w_stride, jb->x + r * jb->x_stride, out);
-						memcpy(&j->y[r * j->ldy + o], out, sizeof(out));
+						job->dot4(job->n_in, wr, job->w_stride, job->x + r * job->x_stride, out);
+						memcpy(&part->y[r * part->ldy + o], out, sizeof(out));
 					}
 				}
 			for (; o < o1; o++) {
-				const char *wr = j->w + o * jb->w_stride;
+				const char *wr = part->w + o * job->w_stride;
 				for (int64_t r = r0; r < r1; r++) {
-					const hyd_vec_dot_fn dot = jb->alone && jb->alone[r] ? jb->dot1 : jb->dot;
-					j->y[r * j->ldy + o] = dot(jb->n_in, wr, jb->x + r * jb->x_stride);
+					const hyd_vec_dot_fn dot = job->alone && job->alone[r] ? job->dot1 : job->dot;
+					part->y[r * part->ldy + o] = dot(job->n_in, wr, job->x + r * job->x_stride);
 				}
 			}
 		}
