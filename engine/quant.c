@@ -124,8 +124,18 @@ void hyd__quant_register(struct hyd_type_traits *tab, enum hyd_simd level)
 		tr->to_float = q->to_float;
 		tr->from_float = from_float_at(q->type, level);
 		tr->vec_dot_type = q->vec_dot_type;
-		tr->vec_dot = vec_dot_at(q->type, level);
-		tr->vec_dot4 = vec_dot4_at(q->type, level);
+		/* The table takes the best level that has a four-row kernel, with that level's
+		 * single-row kernel (the two must agree bit for bit).  Measured on an AVX-512 VNNI
+		 * Xeon (docs/PERFORMANCE.md): the AVX2 four-row kernels stream weights 13-35 %
+		 * faster than the single-row AVX-512 ones, so AVX-512 CPUs use the AVX2 pair;
+		 * the AVX-512 kernels stay reachable through hyd__quant_vec_dot_at(). */
+		enum hyd_simd lv = level;
+		while (lv > HYD_SIMD_SCALAR && !vec_dot4_at(q->type, lv))
+			lv = (enum hyd_simd)(lv - 1);
+		if (!vec_dot4_at(q->type, lv))
+			lv = level;
+		tr->vec_dot = vec_dot_at(q->type, lv);
+		tr->vec_dot4 = vec_dot4_at(q->type, lv);
 		tr->vec_dot_ref = q->vec_dot[HYD_SIMD_SCALAR];
 	}
 }

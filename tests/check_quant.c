@@ -674,7 +674,15 @@ START_TEST(test_registration)
 		ck_assert_int_eq(tr->vec_dot_type, types[i].act);
 		ck_assert_ptr_nonnull(tr->from_float);
 		ck_assert_ptr_eq(hyd__quant_vec_dot_at(types[i].t, HYD_SIMD_SCALAR), types[i].ref);
-		ck_assert_ptr_eq(tr->vec_dot, hyd__quant_vec_dot_at(types[i].t, table_level));
+		/* the table's kernels: the best level up to the CPU's that has a four-row kernel,
+		 * paired with that level's single-row kernel; the CPU's own level if none has */
+		enum hyd_simd lv = table_level;
+		while (lv > HYD_SIMD_SCALAR && !hyd__quant_vec_dot4_at(types[i].t, lv))
+			lv = (enum hyd_simd)(lv - 1);
+		if (!hyd__quant_vec_dot4_at(types[i].t, lv))
+			lv = table_level;
+		ck_assert_ptr_eq(tr->vec_dot, hyd__quant_vec_dot_at(types[i].t, lv));
+		ck_assert_ptr_eq(tr->vec_dot4, hyd__quant_vec_dot4_at(types[i].t, lv));
 	}
 	ck_assert_ptr_eq(hyd__quant_from_float_at(HYD_TYPE_Q8_0, HYD_SIMD_SCALAR),
 			 hyd__q8_0_from_float_ref);
