@@ -126,7 +126,7 @@ void hyd__quant_register(struct hyd_type_traits *tab, enum hyd_simd level)
 		tr->vec_dot_type = q->vec_dot_type;
 		/* The table takes the best level that has a four-row kernel, with that level's
 		 * single-row kernel (the two must agree bit for bit).  Measured on an AVX-512 VNNI
-		 * Xeon (docs/PERFORMANCE.md): the AVX2 four-row kernels stream weights 13-35 %
+		 * Xeon (bench/dot_bench): the AVX2 four-row kernels stream weights from DRAM 5-33 %
 		 * faster than the single-row AVX-512 ones, so AVX-512 CPUs use the AVX2 pair;
 		 * the AVX-512 kernels stay reachable through hyd__quant_vec_dot_at(). */
 		enum hyd_simd lv = level;
