@@ -58,3 +58,9 @@ uint64_t hyd__bench_weight_bytes(const struct hyd_model *m)
 	}
 	return total;
 }
+
+float hyd__bench_frand(uint64_t *state)
+{
+	*state = *state * 6364136223846793005ull + 1442695040888963407ull;
+	return (float)((int64_t)(*state >> 33) - (1ll << 30)) / (float)(1ll << 30);
+}

@@ -30,12 +30,6 @@ static double cpu_s(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static float frand(uint64_t *s)
-{
-	*s = *s * 6364136223846793005ull + 1442695040888963407ull;
-	return (float)((int64_t)(*s >> 33) - (1ll << 30)) / (float)(1ll << 30);
-}
-
 struct rows {
 	char *w;
 	int64_t row_bytes, n_rows;
@@ -57,7 +51,7 @@ static int make_rows(uint32_t t, int64_t n, int64_t bytes, struct rows *ret)
 	uint64_t s = 42 + t;
 	for (int64_t r = 0; r < n_rows; r++) {
 		for (int64_t i = 0; i < n; i++)
-			tmp[i] = frand(&s);
+			tmp[i] = hyd__bench_frand(&s);
 		hyd_type_traits(t)->from_float(tmp, w + r * rb, n);
 	}
 	hyd_free(tmp);
@@ -131,7 +125,7 @@ int main(int argc, char **argv)
 			return 1;
 		uint64_t s = 7;
 		for (int64_t i = 0; i < n; i++)
-			xf[i] = frand(&s);
+			xf[i] = hyd__bench_frand(&s);
 		at->from_float(xf, x, n);
 		const int l2_passes = (int)(2e8 / (double)(l2.row_bytes * l2.n_rows)) + 1;
 		for (int l = 1; l <= max_level; l++) {

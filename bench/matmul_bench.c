@@ -23,12 +23,6 @@
 
 #define MAX_REPEATS 51
 
-static float frand(uint64_t *s)
-{
-	*s = *s * 6364136223846793005ull + 1442695040888963407ull;
-	return (float)((int64_t)(*s >> 33) - (1ll << 30)) / (float)(1ll << 30);
-}
-
 /* A weight tensor of n_out rows of n_in in type t, random values. */
 static int make_weights(uint32_t t, int64_t n_in, int64_t n_out, struct hyd_tensor *w)
 {
@@ -45,7 +39,7 @@ static int make_weights(uint32_t t, int64_t n_in, int64_t n_out, struct hyd_tens
 	uint64_t s = 1234 + t;
 	for (int64_t o = 0; o < n_out; o++) {
 		for (int64_t i = 0; i < n_in; i++)
-			tmp[i] = 0.05f * frand(&s);
+			tmp[i] = 0.05f * hyd__bench_frand(&s);
 		if (t == HYD_TYPE_F16)
 			for (int64_t i = 0; i < n_in; i++)
 				((uint16_t *)(data + o * row))[i] = hyd_fp32_to_fp16(tmp[i]);
@@ -111,7 +105,7 @@ int main(int argc, char **argv)
 		return 1;
 	uint64_t s = 99;
 	for (int64_t i = 0; i < pp * n_in; i++)
-		x[i] = frand(&s);
+		x[i] = hyd__bench_frand(&s);
 	printf("simd %s, 1 thread, rows of %lld; decode = 1 activation row, prefill = %lld rows; median of %d, by thread CPU time\n",
 	       hyd_simd_level(), (long long)n_in, (long long)pp, repeats);
 	printf("| type | decode, cache-resident (256 KiB) | decode, from DRAM (256 MB) | prefill %lld rows, cache-resident weights |\n",

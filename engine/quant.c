@@ -60,15 +60,32 @@ static const struct quant_impl *find(uint32_t t)
 	return NULL;
 }
 
+/* The level whose single-row kernel serves `level`: itself or the best lower one that has
+ * one; -1 if none. */
+static int dot_level(const struct quant_impl *q, enum hyd_simd level)
+{
+	if (!q || level < HYD_SIMD_SCALAR || level > HYD_SIMD_AVX512VNNI)
+		return -1;
+	for (int l = (int)level; l >= 0; l--)
+		if (q->vec_dot[l])
+			return l;
+	return -1;
+}
+
 static hyd_vec_dot_fn vec_dot_at(uint32_t t, enum hyd_simd level)
 {
 	const struct quant_impl *q = find(t);
-	if (!q || level < HYD_SIMD_SCALAR || level > HYD_SIMD_AVX512VNNI)
-		return NULL;
-	for (int l = (int)level; l >= 0; l--)
-		if (q->vec_dot[l])
-			return q->vec_dot[l];
-	return NULL;
+	const int l = dot_level(q, level);
+	return l < 0 ? NULL : q->vec_dot[l];
+}
+
+/* The four-row kernel that matches vec_dot_at(t, level) bit for bit: only one of the same
+ * level qualifies. */
+static hyd_vec_dot4_fn vec_dot4_at(uint32_t t, enum hyd_simd level)
+{
+	const struct quant_impl *q = find(t);
+	const int l = dot_level(q, level);
+	return l < 0 ? NULL : q->vec_dot4[l];
 }
 
 static hyd_from_float_fn from_float_at(uint32_t t, enum hyd_simd level)
@@ -79,19 +96,6 @@ static hyd_from_float_fn from_float_at(uint32_t t, enum hyd_simd level)
 	for (int l = (int)level; l >= 0; l--)
 		if (q->from_float[l])
 			return q->from_float[l];
-	return NULL;
-}
-
-/* The four-row kernel that matches vec_dot_at(t, level) bit for bit: only one of the same
- * level qualifies. */
-static hyd_vec_dot4_fn vec_dot4_at(uint32_t t, enum hyd_simd level)
-{
-	const struct quant_impl *q = find(t);
-	if (!q || level < HYD_SIMD_SCALAR || level > HYD_SIMD_AVX512VNNI)
-		return NULL;
-	for (int l = (int)level; l >= 0; l--)
-		if (q->vec_dot[l])
-			return q->vec_dot4[l];
 	return NULL;
 }
 
