@@ -161,8 +161,70 @@ void hyd__scale_f16_ref(uint16_t *y, float a, int64_t n)
 		y[i] = hyd_fp32_to_fp16(hyd_fp16_to_fp32(y[i]) * a);
 }
 
+void hyd__f16acc_steps_ref(uint16_t *acc, const uint16_t *const *v, const float *ms, const float *vs, int64_t n,
+			   int64_t dv)
+{
+	for (int64_t t = 0; t < n; t++) {
+		if (ms[t] != 1.0f)
+			hyd__scale_f16_ref(acc, ms[t], dv);
+		hyd__mad_f16_ref(acc, v[t], vs[t], dv);
+	}
+}
+
 #ifdef AVX2
 #define F16C __attribute__((target("avx2,fma,f16c")))
+
+/* a float rounded to f16 and back: what storing and reloading an f16 accumulator does */
+F16C static inline __m256 round_f16(__m256 x)
+{
+	return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* hyd_f16acc_steps on W * 8 accumulator values from acc + d, held in W registers. */
+F16C static inline __attribute__((always_inline)) void f16acc_slab(uint16_t *acc, const uint16_t *const *v,
+								   const float *ms, const float *vs, int64_t n,
+								   int64_t d, const int W)
+{
+	__m256 a[8];
+#pragma GCC unroll 8
+	for (int k = 0; k < W; k++)
+		a[k] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + d + 8 * k)));
+	for (int64_t t = 0; t < n; t++) {
+		const uint16_t *vr = v[t] + d;
+		if (ms[t] != 1.0f) {
+			const __m256 m = _mm256_set1_ps(ms[t]);
+#pragma GCC unroll 8
+			for (int k = 0; k < W; k++)
+				a[k] = round_f16(_mm256_mul_ps(a[k], m));
+		}
+		const __m256 s = _mm256_set1_ps(vs[t]);
+#pragma GCC unroll 8
+		for (int k = 0; k < W; k++)
+			a[k] = round_f16(_mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + 8 * k))),
+							 s, a[k]));
+	}
+#pragma GCC unroll 8
+	for (int k = 0; k < W; k++)
+		_mm_storeu_si128((__m128i *)(acc + d + 8 * k), _mm256_cvtps_ph(a[k], _MM_FROUND_TO_NEAREST_INT));
+}
+
+F16C static void f16acc_steps_avx2(uint16_t *acc, const uint16_t *const *v, const float *ms, const float *vs,
+				   int64_t n, int64_t dv)
+{
+	int64_t d = 0;
+	for (; d + 64 <= dv; d += 64)
+		f16acc_slab(acc, v, ms, vs, n, d, 8);
+	for (; d + 8 <= dv; d += 8)
+		f16acc_slab(acc, v, ms, vs, n, d, 1);
+	if (d == dv)
+		return;
+	/* the last dv % 8 values: each value's steps are independent of the others' */
+	for (int64_t t = 0; t < n; t++) {
+		if (ms[t] != 1.0f)
+			hyd__scale_f16_ref(acc + d, ms[t], dv - d);
+		hyd__mad_f16_ref(acc + d, v[t] + d, vs[t], dv - d);
+	}
+}
 
 F16C static void mad_f16_avx2(uint16_t *y, const uint16_t *x, float a, int64_t n)
 {
@@ -193,16 +255,20 @@ static float (*dot_impl)(const float *, const float *, int64_t);
 static void (*axpy_impl)(float *, float, const float *, int64_t);
 static void (*mad_f16_impl)(uint16_t *, const uint16_t *, float, int64_t);
 static void (*scale_f16_impl)(uint16_t *, float, int64_t);
+static void (*f16acc_steps_impl)(uint16_t *, const uint16_t *const *, const float *, const float *, int64_t,
+				 int64_t);
 
 static void pick_impls(void)
 {
 	mad_f16_impl = hyd__mad_f16_ref;
 	scale_f16_impl = hyd__scale_f16_ref;
+	f16acc_steps_impl = hyd__f16acc_steps_ref;
 	axpy_impl = axpy_f32_ref;
 #ifdef AVX2
 	if (hyd__simd_detect() >= HYD_SIMD_AVX2) {
 		mad_f16_impl = mad_f16_avx2;
 		scale_f16_impl = scale_f16_avx2;
+		f16acc_steps_impl = f16acc_steps_avx2;
 		axpy_impl = axpy_f32_avx2;
 		dot_impl = dot_f32_avx2;
 		return;
@@ -237,6 +303,14 @@ void hyd_scale_f16(uint16_t *y, float a, int64_t n)
 	if (__builtin_expect(!dot_impl, 0))
 		pick_impls();
 	scale_f16_impl(y, a, n);
+}
+
+void hyd_f16acc_steps(uint16_t *acc, const uint16_t *const *v, const float *ms, const float *vs, int64_t n,
+		      int64_t dv)
+{
+	if (__builtin_expect(!dot_impl, 0))
+		pick_impls();
+	f16acc_steps_impl(acc, v, ms, vs, n, dv);
 }
 
 void hyd_silu(float *x, int64_t n)

@@ -58,6 +58,14 @@ void hyd_mad_f16(uint16_t *y, const uint16_t *x, float a, int64_t n);
 void hyd_scale_f16(uint16_t *y, float a, int64_t n);
 void hyd__mad_f16_ref(uint16_t *y, const uint16_t *x, float a, int64_t n);
 void hyd__scale_f16_ref(uint16_t *y, float a, int64_t n);
+/* n steps of attention's weighted V sum into the f16 accumulator acc (dv values): step t is
+ * hyd_scale_f16(acc, ms[t], dv) unless ms[t] is 1 (which would change nothing), then
+ * hyd_mad_f16(acc, v[t], vs[t], dv).  The same bits as those calls in order; the SIMD path
+ * keeps acc in registers from step to step instead of storing and reloading it. */
+void hyd_f16acc_steps(uint16_t *acc, const uint16_t *const *v, const float *ms, const float *vs, int64_t n,
+		      int64_t dv);
+void hyd__f16acc_steps_ref(uint16_t *acc, const uint16_t *const *v, const float *ms, const float *vs, int64_t n,
+			   int64_t dv);
 void hyd_silu(float *x, int64_t n);          /* x * sigmoid(x) */
 void hyd_gelu_tanh(float *x, int64_t n);     /* GELU, tanh approximation, through ggml's f16 table */
 float hyd_gelu_tanh_ref(float x);            /* GELU, tanh approximation, in float */

@@ -152,6 +152,45 @@ START_TEST(test_f16_mad_scale)
 }
 END_TEST
 
+/* Attention's chunked V sum: hyd_f16acc_steps gives the bits of the per-key calls that ggml
+ * makes (scale by ms, then multiply-add), the SIMD path included; accumulators that overflow
+ * f16 and head sizes with a tail past the last 8 or 64 values included. */
+START_TEST(test_f16acc_steps_same_bits)
+{
+	enum { MAX_N = 70, MAX_DV = 200 };
+	static const int64_t dvs[] = { 1, 7, 8, 24, 64, 72, 128, 136, 200 };
+	static uint16_t v[MAX_N][MAX_DV];
+	const uint16_t *vp[MAX_N];
+	uint16_t acc[MAX_DV], want[MAX_DV], plain[MAX_DV];
+	float ms[MAX_N], vs[MAX_N];
+	for (int seed = 0; seed < 40; seed++) {
+		const int64_t dv = dvs[seed % (sizeof(dvs) / sizeof(dvs[0]))];
+		const int64_t n = 1 + seed * 7 % MAX_N;
+		const float range = seed % 5 == 4 ? 30000.0f : 4.0f; /* large: sums overflow to inf */
+		for (int64_t t = 0; t < n; t++) {
+			fill_f16(v[t], dv, range);
+			vp[t] = v[t];
+			/* a new maximum now and then (ms < 1, vs = 1), else ms = 1 and vs < 1 */
+			const int new_max = uniform(0, 1) < 0.3f;
+			ms[t] = new_max ? expf(uniform(-5, 0)) : 1.0f;
+			vs[t] = new_max ? 1.0f : expf(uniform(-8, 0));
+		}
+		fill_f16(acc, dv, range);
+		memcpy(want, acc, sizeof(acc));
+		memcpy(plain, acc, sizeof(acc));
+		hyd_f16acc_steps(acc, vp, ms, vs, n, dv);
+		hyd__f16acc_steps_ref(want, vp, ms, vs, n, dv);
+		ck_assert_mem_eq(acc, want, (size_t)dv * sizeof(uint16_t));
+		/* the reference is the per-key calls, scaling by 1 included */
+		for (int64_t t = 0; t < n; t++) {
+			hyd__scale_f16_ref(plain, ms[t], dv);
+			hyd__mad_f16_ref(plain, vp[t], vs[t], dv);
+		}
+		ck_assert_mem_eq(plain, want, (size_t)dv * sizeof(uint16_t));
+	}
+}
+END_TEST
+
 START_TEST(test_matmul_rows_batch_invariant)
 {
 	/* a row alone in its session's step gets the bits of a one-row matmul; rows of a longer
@@ -378,6 +417,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_f16_dot_definitions);
 	tcase_add_test(tc, test_f16_from_float_rounds_to_nearest_even);
 	tcase_add_test(tc, test_f16_mad_scale);
+	tcase_add_test(tc, test_f16acc_steps_same_bits);
 	tcase_add_test(tc, test_matmul_rows_batch_invariant);
 	tcase_add_test(tc, test_matmul_multi_same_bits);
 	tcase_add_test(tc, test_f16_dot4_same_bits);

@@ -162,6 +162,8 @@ int hyd__attn_state_layout(const void *layer, const struct hyd_state_limits *lim
  * query rows; its tiles of keys start at multiples of FA_TILE_KV. */
 #define FA_TILE_Q 64
 #define FA_TILE_KV 64
+/* keys per chunk of the one-row (decode) kernel */
+#define DECODE_CHUNK 32
 
 /* Scratch: q, k, v, o rows for the batch (f32), q rows as f16, then per thread one f16
  * accumulator row and, for the tiled kernel, an f32 accumulator row and a tile of scores. */
@@ -215,6 +217,7 @@ struct attn_job {
 	uint64_t acc_stride;
 	uint32_t *row_seq;  /* seq index of each row */
 	hyd_vec_dot_fn dot; /* f16 x f16 */
+	hyd_vec_dot4_fn dot4; /* the same, four keys at a time (NULL: none at this SIMD level) */
 	const float *q32;   /* q rows in f32, for the tiled kernel */
 	const uint8_t *tiled; /* per row: its sequence's step takes the tiled kernel */
 };
@@ -482,20 +485,45 @@ static void attn_task(void *arg, uint32_t task, uint32_t thread)
 	uint16_t *acc = j->acc + (uint64_t)thread * j->acc_stride;
 	memset(acc, 0, dv * sizeof(uint16_t));
 	float sum = 0, mx = -INFINITY;
-	for (uint32_t t = first; t <= p; t++) {
-		float v = j->dot(dk, kv_row(L, s, lim, t, 0) + (uint64_t)kvh * dk, q) * L->scale;
-		if (hp->attn_softcap > 0)
-			v = hp->attn_softcap * tanhf(v / hp->attn_softcap);
-		float ms = 1.0f, vs = 1.0f;
-		if (v > mx) {
-			ms = expf(mx - v);
-			mx = v;
-			hyd_scale_f16(acc, ms, dv);
-		} else {
-			vs = expf(v - mx);
+	/* ggml's loop is per key: score, online-softmax update, then scale and add into the f16
+	 * accumulator.  The accumulator never feeds back into the scores, so keys are taken a
+	 * chunk at a time: all the chunk's scores (four keys per call where their rows are
+	 * evenly spaced, which is the same bits), the softmax updates in key order, then the
+	 * chunk's accumulator steps in one call that keeps the accumulator in registers. */
+	const uint16_t *kr[DECODE_CHUNK], *vr[DECODE_CHUNK];
+	float sc[DECODE_CHUNK], ms[DECODE_CHUNK], vs[DECODE_CHUNK];
+	for (uint32_t t0 = first; t0 <= p; t0 += DECODE_CHUNK) {
+		const uint32_t n = p - t0 + 1 < DECODE_CHUNK ? p - t0 + 1 : DECODE_CHUNK;
+		for (uint32_t i = 0; i < n; i++) {
+			kr[i] = kv_row(L, s, lim, t0 + i, 0) + (uint64_t)kvh * dk;
+			vr[i] = kv_row(L, s, lim, t0 + i, 1) + (uint64_t)kvh * dv;
 		}
-		hyd_mad_f16(acc, kv_row(L, s, lim, t, 1) + (uint64_t)kvh * dv, vs, dv);
-		sum = sum * ms + vs;
+		uint32_t i = 0;
+		if (j->dot4)
+			for (; i + 4 <= n; i += 4) {
+				const ptrdiff_t stride = kr[i + 1] - kr[i];
+				if (kr[i + 2] - kr[i + 1] == stride && kr[i + 3] - kr[i + 2] == stride)
+					j->dot4(dk, kr[i], stride * (ptrdiff_t)sizeof(uint16_t), q, sc + i);
+				else
+					for (uint32_t k = i; k < i + 4; k++)
+						sc[k] = j->dot(dk, kr[k], q);
+			}
+		for (; i < n; i++)
+			sc[i] = j->dot(dk, kr[i], q);
+		for (i = 0; i < n; i++) {
+			float v = sc[i] * L->scale;
+			if (hp->attn_softcap > 0)
+				v = hp->attn_softcap * tanhf(v / hp->attn_softcap);
+			ms[i] = 1.0f, vs[i] = 1.0f;
+			if (v > mx) {
+				ms[i] = expf(mx - v);
+				mx = v;
+			} else {
+				vs[i] = expf(v - mx);
+			}
+			sum = sum * ms[i] + vs[i];
+		}
+		hyd_f16acc_steps(acc, vr, ms, vs, n, dv);
 	}
 	float *o = j->o + (uint64_t)row * hp->n_head * dv + (uint64_t)h * dv;
 	const float inv = 1.0f / sum;
@@ -585,7 +613,7 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 	f16->from_float(q, q16, (int64_t)n * L->q_dim);
 	struct attn_job j = {
 		.L = L, .b = b, .q = q16, .o = o, .acc = acc, .acc_stride = acc_halves(L), .row_seq = row_seq,
-		.dot = f16->vec_dot, .q32 = q, .tiled = tiled,
+		.dot = f16->vec_dot, .dot4 = f16->vec_dot4, .q32 = q, .tiled = tiled,
 	};
 	const uint32_t tasks = n * hp->n_head;
 	/* scores are computed against every visible position: skip threading for tiny work */
