@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -612,6 +613,39 @@ int hyd_gguf_open_mem(const void *data, size_t size, const char *label, struct h
 	return parse(data, size, label, ret_gguf, err, errlen);
 }
 
+/* The file mapped at a 2 MiB-aligned address with MADV_HUGEPAGE: where the page cache holds
+ * the file in 2 MiB folios (ext4 and xfs do for files read in through such a mapping), the
+ * kernel maps them with one TLB entry each.  Decode streams every weight once per token and
+ * with 4 KiB pages takes a TLB miss every 4 KiB (measured: decode 1-4 % faster with the
+ * large mappings).  Where the page cache has the file in small pages, this changes nothing. */
+static void *map_weights(int fd, size_t size)
+{
+	const size_t huge = (size_t)2 << 20;
+	if (size < huge)
+		return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	char *span = mmap(NULL, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (span == MAP_FAILED)
+		return MAP_FAILED;
+	char *at = (char *)(((uintptr_t)span + huge - 1) & ~(uintptr_t)(huge - 1));
+	void *map = mmap(at, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+	if (map == MAP_FAILED) {
+		int e = errno;
+		munmap(span, size + huge);
+		errno = e;
+		return MAP_FAILED;
+	}
+	if (at > span)
+		munmap(span, (size_t)(at - span));
+	/* the file mapping ends on a page boundary; the rest of the span goes back */
+	const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	const size_t mapped = (size + page - 1) & ~(page - 1);
+	const size_t tail = (size_t)(span + size + huge - (at + mapped));
+	if (tail)
+		munmap(at + mapped, tail);
+	(void)madvise(map, size, MADV_HUGEPAGE);
+	return map;
+}
+
 int hyd_gguf_open(const char *path, struct hyd_gguf **ret_gguf, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -639,7 +673,7 @@ int hyd_gguf_open(const char *path, struct hyd_gguf **ret_gguf, char *err, size_
 	void *map = NULL;
 	size_t size = (size_t)st.st_size;
 	if (size) {
-		map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+		map = map_weights(fd, size);
 		if (map == MAP_FAILED) {
 			r = -errno;
 			if (err && errlen)
