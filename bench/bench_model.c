@@ -1,12 +1,14 @@
 /* Prefill and decode speed of a model, like llama-bench's pp/tg tests:
  *
- *   bench/bench_model -m FILE[,FILE...] [-t 1,2] [-p 512] [-n 128] [-r 3] [--bw 33,60]
+ *   bench/bench_model -m FILE[,FILE...] [-t 1,2] [-p 512] [-n 128] [-r 3] [--bw 33,60 | --bw measure]
  *
  * pp: a fresh session is fed -p tokens as one chunk; tg: a fresh session is fed -n tokens one
  * at a time.  Each is run once to warm up, then -r times; the table shows the median tokens/s
  * (and the range).  Decode streams every weight once per token, so with the machine's read
  * bandwidth for each thread count (--bw, GB/s, from bench/bandwidth) it also prints the bound
- * bandwidth / weight bytes per token and the percentage of it reached.
+ * bandwidth / weight bytes per token and the percentage of it reached.  --bw measure times
+ * bench/bandwidth's read pass right before each timed decode run instead, with as many
+ * threads, and reports each run against its own bound (see struct bw_probe).
  *
  * Every run checks that the last logits are finite (fails with EDOM otherwise).
  * Plugins come from $HYD_PLUGIN_PATH (in a build tree: plugins/.libs). */
@@ -14,12 +16,14 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "bench/bench_util.h"
+#include "bench/read_pass.h"
 #include "daemon/local_seq.h"
 #include "daemon/model.h"
 #include "engine/alloc.h"
@@ -27,10 +31,12 @@
 
 #define MAX_LIST 16
 #define MAX_REPEATS 99
+#define BW_PASS_MIB 1024 /* bench/bandwidth's default buffer */
 
 struct result {
 	double med, lo, hi;
 	double cpu; /* median process CPU time / wall time: below 100 % per thread, other load took the cores */
+	double gbps, pct; /* --bw measure: median paired read bandwidth, median % of each run's bound */
 };
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
@@ -78,29 +84,52 @@ out:
 	return r;
 }
 
+/* With --bw measure, each timed decode run is paired with a read pass of the same number of
+ * threads just before it: this VM's bandwidth moves from minute to minute, and a bound from
+ * another minute would move the percentage with it. */
+struct bw_probe {
+	const uint64_t *buf; /* NULL: bandwidth given on the command line */
+	size_t words;
+	unsigned n_threads;
+	uint64_t wbytes; /* weight bytes read per token */
+};
+
 static int measure(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_t chunk, float *logits,
-		   int repeats, struct result *ret)
+		   int repeats, const struct bw_probe *bw, struct result *ret)
 {
-	double v[MAX_REPEATS], c[MAX_REPEATS], tps, cpu;
+	double v[MAX_REPEATS], c[MAX_REPEATS], g[MAX_REPEATS], pct[MAX_REPEATS], tps, cpu;
 	int r = run_once(m, toks, n, chunk, logits, &tps, &cpu); /* warm-up: page in the weights, grow buffers */
-	for (int i = 0; i < repeats && !r; i++)
+	for (int i = 0; i < repeats && !r; i++) {
+		if (bw && bw->buf) {
+			uint64_t sum;
+			double reader_cpu;
+			const double dt = hyd__bench_read_pass(bw->buf, bw->words, bw->n_threads, &sum, &reader_cpu);
+			g[i] = (double)(bw->words * sizeof(uint64_t)) / dt / 1e9;
+		}
 		if (!(r = run_once(m, toks, n, chunk, logits, &tps, &cpu))) {
 			v[i] = tps;
 			c[i] = cpu;
+			if (bw && bw->buf)
+				pct[i] = 100.0 * tps / (g[i] * 1e9 / (double)bw->wbytes);
 		}
+	}
 	if (r)
 		return r;
 	ret->cpu = hyd__bench_median(c, repeats);
 	ret->med = hyd__bench_median(v, repeats);
 	ret->lo = v[0];
 	ret->hi = v[repeats - 1];
+	if (bw && bw->buf) {
+		ret->gbps = hyd__bench_median(g, repeats);
+		ret->pct = hyd__bench_median(pct, repeats);
+	}
 	return 0;
 }
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench_model -m FILE[,FILE...] [-t THREADS,... (1,2)] [-p PROMPT_TOKENS (512)]\n"
-			"                   [-n DECODE_TOKENS (128)] [-r REPEATS (3)] [--bw GBPS,... (one per thread count)]\n");
+			"                   [-n DECODE_TOKENS (128)] [-r REPEATS (3)] [--bw GBPS,... (one per thread count) | --bw measure]\n");
 }
 
 static const char *base_name(const char *p)
@@ -110,7 +139,7 @@ static const char *base_name(const char *p)
 }
 
 static int bench_file(const char *path, const double *threads, int n_threads, const double *bw, int n_bw,
-		      uint32_t pp, uint32_t tg, int repeats)
+		      const uint64_t *bw_buf, size_t bw_words, uint32_t pp, uint32_t tg, int repeats)
 {
 	for (int k = 0; k < n_threads; k++) {
 		char err[512];
@@ -140,19 +169,23 @@ static int bench_file(const char *path, const double *threads, int n_threads, co
 			toks[i] = (int32_t)(rnd() % (n_vocab < 32000 ? n_vocab : 32000));
 		const uint64_t wbytes = hyd__bench_weight_bytes(m);
 		struct result rp = { 0 }, rt = { 0 };
-		if (pp && (r = measure(m, toks, pp, pp, logits, repeats, &rp)))
+		const struct bw_probe probe = { .buf = bw_buf, .words = bw_words, .n_threads = (unsigned)threads[k],
+						.wbytes = wbytes };
+		if (pp && (r = measure(m, toks, pp, pp, logits, repeats, NULL, &rp)))
 			fprintf(stderr, "bench_model: %s: prefill failed: %s\n", path, strerror(-r));
-		if (!r && tg && (r = measure(m, toks, tg, 1, logits, repeats, &rt)))
+		if (!r && tg && (r = measure(m, toks, tg, 1, logits, repeats, &probe, &rt)))
 			fprintf(stderr, "bench_model: %s: decode failed: %s\n", path, strerror(-r));
 		if (!r) {
 			printf("| %s | %s | %u | %.0f (%.0f..%.0f) | %.0f %% | %.1f (%.1f..%.1f) | %.0f %% | %.1f |",
 			       base_name(path), hyd_model_arch(m), (unsigned)threads[k], rp.med, rp.lo, rp.hi,
 			       100 * rp.cpu, rt.med, rt.lo, rt.hi, 100 * rt.cpu, (double)wbytes / 1e6);
-			if (k < n_bw) {
+			if (bw_buf) {
+				printf(" %.1f | %.1f | %.0f %% |", rt.gbps, rt.gbps * 1e9 / (double)wbytes, rt.pct);
+			} else if (k < n_bw) {
 				const double bound = bw[k] * 1e9 / (double)wbytes;
-				printf(" %.1f | %.0f %% |", bound, 100.0 * rt.med / bound);
+				printf(" %.1f | %.1f | %.0f %% |", bw[k], bound, 100.0 * rt.med / bound);
 			} else {
-				printf(" - | - |");
+				printf(" - | - | - |");
 			}
 			printf("\n");
 			fflush(stdout);
@@ -171,6 +204,7 @@ int main(int argc, char **argv)
 	const char *models = NULL;
 	double threads[MAX_LIST] = { 1, 2 }, bw[MAX_LIST];
 	int n_threads = 2, n_bw = 0, repeats = 3;
+	bool measure_bw = false;
 	long pp = 512, tg = 128;
 	for (int i = 1; i < argc; i++) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -182,6 +216,8 @@ int main(int argc, char **argv)
 			models = v;
 		else if (!strcmp(argv[i], "-t"))
 			n_threads = hyd__bench_parse_list(v, threads, MAX_LIST);
+		else if (!strcmp(argv[i], "--bw") && !strcmp(v, "measure"))
+			measure_bw = true;
 		else if (!strcmp(argv[i], "--bw"))
 			n_bw = hyd__bench_parse_list(v, bw, MAX_LIST);
 		else if (!strcmp(argv[i], "-p"))
@@ -204,16 +240,32 @@ int main(int argc, char **argv)
 	printf("simd %s; pp%ld = one chunk of %ld tokens, tg%ld = %ld tokens one at a time; tokens/s, median of %d (min..max)\n",
 	       hyd_simd_level(), pp, pp, tg, tg, repeats);
 	printf("CPU = process CPU time / wall time (100 %% per thread when nothing else competes for the cores)\n");
-	printf("| model | arch | threads | pp%ld t/s | pp CPU | tg%ld t/s | tg CPU | weight MB read/token | decode bound t/s | tg %% of bound |\n",
+	uint64_t *bw_buf = NULL;
+	const size_t bw_words = ((size_t)BW_PASS_MIB << 20) / sizeof(uint64_t);
+	if (measure_bw) {
+		if (!(bw_buf = hyd_aligned_alloc(64, bw_words * sizeof(uint64_t)))) {
+			fprintf(stderr, "bench_model: cannot allocate the %d MiB read-pass buffer\n", BW_PASS_MIB);
+			return 1;
+		}
+		for (size_t i = 0; i < bw_words; i++) /* touch every page before timing */
+			bw_buf[i] = i;
+		printf("read GB/s: measured by a read pass of %d MiB (as bench/bandwidth) just before each timed decode run, "
+		       "same thread count; tg %% of bound = median over the runs of each run's t/s / its own bound\n",
+		       BW_PASS_MIB);
+	}
+	printf("| model | arch | threads | pp%ld t/s | pp CPU | tg%ld t/s | tg CPU | weight MB read/token | read GB/s | decode bound t/s | tg %% of bound |\n",
 	       pp, tg);
-	printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+	printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 	int failed = 0;
 	char *list = hyd_strdup(models);
-	if (!list)
+	if (!list) {
+		hyd_free(bw_buf);
 		return 1;
+	}
 	for (char *save = NULL, *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save))
-		if (bench_file(f, threads, n_threads, bw, n_bw, (uint32_t)pp, (uint32_t)tg, repeats))
+		if (bench_file(f, threads, n_threads, bw, n_bw, bw_buf, bw_words, (uint32_t)pp, (uint32_t)tg, repeats))
 			failed++;
 	hyd_free(list);
+	hyd_free(bw_buf);
 	return failed ? 1 : 0;
 }
