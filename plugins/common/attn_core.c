@@ -616,12 +616,15 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 		.dot = f16->vec_dot, .dot4 = f16->vec_dot4, .q32 = q, .tiled = tiled,
 	};
 	const uint32_t tasks = n * hp->n_head;
-	/* scores are computed against every visible position: skip threading for tiny work */
+	/* scores are computed against every visible position: skip threading for tiny work.  At
+	 * ~20 ns per (head, key) with the chunked decode kernel, splitting pays for the fork and
+	 * join (~1-2 us) from about a dozen keys on for a 12-head model (2^13 = keys * heads *
+	 * head size); below, decode attention would leave the other cores idle. */
 	uint64_t work = 0;
 	for (uint32_t si = 0; si < b->n_seqs; si++)
 		work += (uint64_t)b->seqs[si].n_rows * (b->seqs[si].pos + b->seqs[si].n_rows);
 	work *= (uint64_t)hp->n_head * hp->head_dim_k;
-	if (b->par && tasks > 1 && work >= (1u << 16))
+	if (b->par && tasks > 1 && work >= (1u << 13))
 		b->par->run(b->par->ctx, tasks, attn_task, &j);
 	else
 		for (uint32_t t = 0; t < tasks; t++)
