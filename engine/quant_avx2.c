@@ -274,6 +274,18 @@ AVX2 static inline __m256i k4_scales_mins(const uint8_t *scales)
 	return _mm256_broadcastsi128_si256(_mm_or_si128(lo, hi));
 }
 
+/* d_x * d and d_x * dmin of a Q4_K/Q5_K block, its two adjacent fp16 scales converted
+ * together by F16C: the 64 Ki-entry table would be read at a random place twice per block
+ * and row, evicting streamed weights from L1 and L2.  Exact conversions, so the same floats. */
+AVX2 static inline void k4_d_dmin(const uint16_t *d, __m256 bd, __m256 *ret_d, __m256 *ret_dmin)
+{
+	int32_t both;
+	memcpy(&both, d, sizeof(both));
+	const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128(both));
+	*ret_d = _mm256_mul_ps(bd, _mm256_broadcastss_ps(v));
+	*ret_dmin = _mm256_mul_ps(bd, _mm256_broadcastss_ps(_mm_movehdup_ps(v)));
+}
+
 /* int16 lanes all holding byte k of a k4_scales_mins() vector (pshufb: 0x80 zeroes) */
 #define PICK16(k) _mm256_set1_epi16((short)(0x8000 | (k)))
 
@@ -319,8 +331,10 @@ AVX2 static inline __m256 q4_k_step(const struct hyd_block_q4_k *a, const struct
 		const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
 		K4_CHUNK(j, lo, hi, y, sm, s0, s1);
 	}
-	acc = _mm256_fmadd_ps(_mm256_mul_ps(bd, bcast_f16(&a->d)), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
-	return _mm256_fnmadd_ps(_mm256_mul_ps(bd, bcast_f16(&a->dmin)), _mm256_cvtepi32_ps(mins), acc);
+	__m256 d, dmin;
+	k4_d_dmin(&a->d, bd, &d, &dmin);
+	acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
+	return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
 }
 
 AVX2 static inline __m256 q5_k_step(const struct hyd_block_q5_k *a, const struct hyd_block_q8_k *b, __m256 bd,
@@ -346,8 +360,10 @@ AVX2 static inline __m256 q5_k_step(const struct hyd_block_q5_k *a, const struct
 		h = _mm256_srli_epi16(h, 1);
 		K4_CHUNK(j, lo, hi, y, sm, s0, s1);
 	}
-	acc = _mm256_fmadd_ps(_mm256_mul_ps(bd, bcast_f16(&a->d)), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
-	return _mm256_fnmadd_ps(_mm256_mul_ps(bd, bcast_f16(&a->dmin)), _mm256_cvtepi32_ps(mins), acc);
+	__m256 d, dmin;
+	k4_d_dmin(&a->d, bd, &d, &dmin);
+	acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
+	return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
 }
 
 /* Q6_K: q in 0..63 goes to maddubs unsigned; the -32 offset is applied once per block as
