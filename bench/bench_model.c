@@ -7,8 +7,8 @@
  * (and the range).  Decode streams every weight once per token, so with the machine's read
  * bandwidth for each thread count (--bw, GB/s, from bench/bandwidth) it also prints the bound
  * bandwidth / weight bytes per token and the percentage of it reached.  --bw measure times
- * bench/bandwidth's read pass right before each timed decode run instead, with as many
- * threads, and reports each run against its own bound (see struct bw_probe).
+ * bench/bandwidth's read pass right before and after each timed decode run instead, with as
+ * many threads, and reports each run against its own bound (see struct bw_probe).
  *
  * Every run checks that the last logits are finite (fails with EDOM otherwise).
  * Plugins come from $HYD_PLUGIN_PATH (in a build tree: plugins/.libs). */
@@ -84,9 +84,10 @@ out:
 	return r;
 }
 
-/* With --bw measure, each timed decode run is paired with a read pass of the same number of
- * threads just before it: this VM's bandwidth moves from minute to minute, and a bound from
- * another minute would move the percentage with it. */
+/* With --bw measure, each timed decode run is paired with read passes of the same number of
+ * threads right before and right after it, and its bound uses their mean: this VM's bandwidth
+ * moves from minute to minute (and now and then for a second), and a bound from another
+ * minute would move the percentage with it. */
 struct bw_probe {
 	const uint64_t *buf; /* NULL: bandwidth given on the command line */
 	size_t words;
@@ -94,23 +95,28 @@ struct bw_probe {
 	uint64_t wbytes; /* weight bytes read per token */
 };
 
+static double read_gbps(const struct bw_probe *bw)
+{
+	uint64_t sum;
+	double reader_cpu;
+	const double dt = hyd__bench_read_pass(bw->buf, bw->words, bw->n_threads, &sum, &reader_cpu);
+	return (double)(bw->words * sizeof(uint64_t)) / dt / 1e9;
+}
+
 static int measure(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_t chunk, float *logits,
 		   int repeats, const struct bw_probe *bw, struct result *ret)
 {
 	double v[MAX_REPEATS], c[MAX_REPEATS], g[MAX_REPEATS], pct[MAX_REPEATS], tps, cpu;
 	int r = run_once(m, toks, n, chunk, logits, &tps, &cpu); /* warm-up: page in the weights, grow buffers */
 	for (int i = 0; i < repeats && !r; i++) {
-		if (bw && bw->buf) {
-			uint64_t sum;
-			double reader_cpu;
-			const double dt = hyd__bench_read_pass(bw->buf, bw->words, bw->n_threads, &sum, &reader_cpu);
-			g[i] = (double)(bw->words * sizeof(uint64_t)) / dt / 1e9;
-		}
+		const double before = bw && bw->buf ? read_gbps(bw) : 0;
 		if (!(r = run_once(m, toks, n, chunk, logits, &tps, &cpu))) {
 			v[i] = tps;
 			c[i] = cpu;
-			if (bw && bw->buf)
+			if (bw && bw->buf) {
+				g[i] = (before + read_gbps(bw)) / 2;
 				pct[i] = 100.0 * tps / (g[i] * 1e9 / (double)bw->wbytes);
+			}
 		}
 	}
 	if (r)
@@ -249,8 +255,9 @@ int main(int argc, char **argv)
 		}
 		for (size_t i = 0; i < bw_words; i++) /* touch every page before timing */
 			bw_buf[i] = i;
-		printf("read GB/s: measured by a read pass of %d MiB (as bench/bandwidth) just before each timed decode run, "
-		       "same thread count; tg %% of bound = median over the runs of each run's t/s / its own bound\n",
+		printf("read GB/s: mean of two read passes of %d MiB (as bench/bandwidth), right before and right after "
+		       "each timed decode run, same thread count (median shown); tg %% of bound = median over the runs "
+		       "of each run's t/s / its own bound\n",
 		       BW_PASS_MIB);
 	}
 	printf("| model | arch | threads | pp%ld t/s | pp CPU | tg%ld t/s | tg CPU | weight MB read/token | read GB/s | decode bound t/s | tg %% of bound |\n",
