@@ -8,7 +8,7 @@
  * bandwidth for each thread count (--bw, GB/s, from bench/bandwidth) it also prints the bound
  * bandwidth / weight bytes per token and the percentage of it reached.  --bw measure times
  * bench/bandwidth's read pass right before and after each timed decode run instead, with as
- * many threads, and reports each run against its own bound (see struct bw_probe).
+ * many threads, and takes the bound from those passes (see struct bw_probe).
  *
  * Every run checks that the last logits are finite (fails with EDOM otherwise).
  * Plugins come from $HYD_PLUGIN_PATH (in a build tree: plugins/.libs). */
@@ -36,7 +36,7 @@
 struct result {
 	double med, lo, hi;
 	double cpu; /* median process CPU time / wall time: below 100 % per thread, other load took the cores */
-	double gbps, pct; /* --bw measure: median paired read bandwidth, median % of each run's bound */
+	double gbps; /* --bw measure: median of the read passes around the timed runs */
 };
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
@@ -84,10 +84,11 @@ out:
 	return r;
 }
 
-/* With --bw measure, each timed decode run is paired with read passes of the same number of
- * threads right before and right after it, and its bound uses their mean: this VM's bandwidth
- * moves from minute to minute (and now and then for a second), and a bound from another
- * minute would move the percentage with it. */
+/* With --bw measure, each timed decode run gets a read pass of the same number of threads
+ * right before and one right after it, and the bound uses the median of all those passes:
+ * this VM's bandwidth moves from minute to minute, so a bound from another minute would move
+ * the percentage with it, and a single pass sometimes catches a dip of a second or so that
+ * the decode runs around it do not see. */
 struct bw_probe {
 	const uint64_t *buf; /* NULL: bandwidth given on the command line */
 	size_t words;
@@ -106,17 +107,16 @@ static double read_gbps(const struct bw_probe *bw)
 static int measure(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_t chunk, float *logits,
 		   int repeats, const struct bw_probe *bw, struct result *ret)
 {
-	double v[MAX_REPEATS], c[MAX_REPEATS], g[MAX_REPEATS], pct[MAX_REPEATS], tps, cpu;
+	double v[MAX_REPEATS], c[MAX_REPEATS], g[2 * MAX_REPEATS], tps, cpu;
 	int r = run_once(m, toks, n, chunk, logits, &tps, &cpu); /* warm-up: page in the weights, grow buffers */
 	for (int i = 0; i < repeats && !r; i++) {
-		const double before = bw && bw->buf ? read_gbps(bw) : 0;
+		if (bw && bw->buf)
+			g[2 * i] = read_gbps(bw);
 		if (!(r = run_once(m, toks, n, chunk, logits, &tps, &cpu))) {
 			v[i] = tps;
 			c[i] = cpu;
-			if (bw && bw->buf) {
-				g[i] = (before + read_gbps(bw)) / 2;
-				pct[i] = 100.0 * tps / (g[i] * 1e9 / (double)bw->wbytes);
-			}
+			if (bw && bw->buf)
+				g[2 * i + 1] = read_gbps(bw);
 		}
 	}
 	if (r)
@@ -125,10 +125,8 @@ static int measure(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_
 	ret->med = hyd__bench_median(v, repeats);
 	ret->lo = v[0];
 	ret->hi = v[repeats - 1];
-	if (bw && bw->buf) {
-		ret->gbps = hyd__bench_median(g, repeats);
-		ret->pct = hyd__bench_median(pct, repeats);
-	}
+	if (bw && bw->buf)
+		ret->gbps = hyd__bench_median(g, 2 * repeats);
 	return 0;
 }
 
@@ -186,7 +184,8 @@ static int bench_file(const char *path, const double *threads, int n_threads, co
 			       base_name(path), hyd_model_arch(m), (unsigned)threads[k], rp.med, rp.lo, rp.hi,
 			       100 * rp.cpu, rt.med, rt.lo, rt.hi, 100 * rt.cpu, (double)wbytes / 1e6);
 			if (bw_buf) {
-				printf(" %.1f | %.1f | %.0f %% |", rt.gbps, rt.gbps * 1e9 / (double)wbytes, rt.pct);
+				const double bound = rt.gbps * 1e9 / (double)wbytes;
+				printf(" %.1f | %.1f | %.0f %% |", rt.gbps, bound, 100.0 * rt.med / bound);
 			} else if (k < n_bw) {
 				const double bound = bw[k] * 1e9 / (double)wbytes;
 				printf(" %.1f | %.1f | %.0f %% |", bw[k], bound, 100.0 * rt.med / bound);
@@ -255,9 +254,8 @@ int main(int argc, char **argv)
 		}
 		for (size_t i = 0; i < bw_words; i++) /* touch every page before timing */
 			bw_buf[i] = i;
-		printf("read GB/s: mean of two read passes of %d MiB (as bench/bandwidth), right before and right after "
-		       "each timed decode run, same thread count (median shown); tg %% of bound = median over the runs "
-		       "of each run's t/s / its own bound\n",
+		printf("read GB/s: median of read passes of %d MiB (as bench/bandwidth), one right before and one right "
+		       "after each timed decode run, same thread count\n",
 		       BW_PASS_MIB);
 	}
 	printf("| model | arch | threads | pp%ld t/s | pp CPU | tg%ld t/s | tg CPU | weight MB read/token | read GB/s | decode bound t/s | tg %% of bound |\n",
