@@ -19,17 +19,22 @@
 #define ROW_TILE 8    /* activation rows per tile */
 #define OUT_TILE 16   /* output rows swept together */
 
-/* One weight matrix of a job: its output rows are split into tasks first_task, first_task+1... */
+/* One weight matrix of a job. */
 struct mm_part {
 	const char *w;        /* weight rows */
 	int64_t n_out;
 	float *y;
 	int64_t ldy;
-	int64_t outs_per_task;
-	uint32_t first_task;
 };
 
 #define MM_MAX_PARTS 4
+#define MM_MAX_TASKS 256
+
+/* Output rows [begin, end) of one part. */
+struct mm_range {
+	uint32_t part;
+	uint32_t begin, end;
+};
 
 struct mm_job {
 	const struct hyd_type_traits *tr;
@@ -44,20 +49,16 @@ struct mm_job {
 	int64_t n_in, n_rows;
 	uint32_t n_parts;
 	struct mm_part part[MM_MAX_PARTS];
+	uint32_t n_tasks;
+	struct mm_range task[MM_MAX_TASKS];
 };
 
 static void mm_task(void *arg, uint32_t task, uint32_t thread)
 {
 	const struct mm_job *job = arg;
 	(void)thread;
-	uint32_t pi = 0;
-	while (pi + 1 < job->n_parts && task >= job->part[pi + 1].first_task)
-		pi++;
-	const struct mm_part *part = &job->part[pi];
-	const int64_t o_begin = (int64_t)(task - part->first_task) * part->outs_per_task;
-	int64_t o_end = o_begin + part->outs_per_task;
-	if (o_end > part->n_out)
-		o_end = part->n_out;
+	const struct mm_part *part = &job->part[job->task[task].part];
+	const int64_t o_begin = job->task[task].begin, o_end = job->task[task].end;
 	for (int64_t r0 = 0; r0 < job->n_rows; r0 += ROW_TILE) {
 		const int64_t r1 = r0 + ROW_TILE < job->n_rows ? r0 + ROW_TILE : job->n_rows;
 		for (int64_t o0 = o_begin; o0 < o_end; o0 += OUT_TILE) {
@@ -102,6 +103,38 @@ static void mm_task(void *arg, uint32_t task, uint32_t thread)
 					part->y[r * part->ldy + o] = dot(job->n_in, wr, job->x + r * job->x_stride);
 				}
 			}
+		}
+	}
+}
+
+/* Tasks in the order threads claim them, guided: each takes 1/(2 * threads) of the output
+ * rows the job has left, so the first tasks are large (few claims, long prefetch streams)
+ * and the last ones small, and the threads finish within a small task of each other
+ * instead of a large one.  Boundaries are multiples of four (whole four-row groups, and the
+ * same pairs for the 2x2 kernel) and never cross from one matrix to the next. */
+static void split_tasks(struct mm_job *j, uint32_t n_threads, int64_t n_out_all)
+{
+	int64_t min_outs = 16;
+	/* enough room for the tail of small tasks: ~2 * threads * ln(rows / (2 * threads * min)) */
+	while (n_threads > 1 && n_out_all / min_outs > (int64_t)MM_MAX_TASKS * 2)
+		min_outs *= 2;
+	int64_t left = n_out_all;
+	j->n_tasks = 0;
+	for (uint32_t k = 0; k < j->n_parts; k++) {
+		const int64_t n_out = j->part[k].n_out;
+		for (int64_t o = 0; o < n_out;) {
+			int64_t size = n_out - o;
+			if (n_threads > 1 && j->n_tasks + MM_MAX_PARTS < MM_MAX_TASKS) {
+				size = (left + 2 * n_threads - 1) / (2 * n_threads);
+				size = (size + 3) & ~(int64_t)3;
+				if (size < min_outs)
+					size = min_outs;
+				if (size > n_out - o)
+					size = n_out - o;
+			}
+			j->task[j->n_tasks++] = (struct mm_range){ .part = k, .begin = (uint32_t)o, .end = (uint32_t)(o + size) };
+			o += size;
+			left -= size;
 		}
 	}
 }
@@ -221,26 +254,11 @@ int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct 
 	/* Below this much work, waking another core costs more than it saves. */
 	const uint64_t work = (uint64_t)n_in * (uint64_t)n_out_all * (uint64_t)n_rows;
 	const uint32_t n_threads = par && work >= (1u << 18) ? par->n_threads : 1;
-	uint32_t tasks_all = 0;
-	for (uint32_t k = 0; k < n_w; k++) {
-		struct mm_part *p = &j.part[k];
-		/* Enough tasks to balance the threads, each big enough to amortise claiming it. */
-		int64_t tasks = n_threads > 1 ? (int64_t)n_threads * 4 : 1;
-		if (tasks > p->n_out / 8)
-			tasks = p->n_out / 8 > 0 ? p->n_out / 8 : 1;
-		p->outs_per_task = (p->n_out + tasks - 1) / tasks;
-		if (j.dot4) /* whole groups of four rows per task */
-			p->outs_per_task = (p->outs_per_task + 3) & ~(int64_t)3;
-		if (p->outs_per_task < 1)
-			p->outs_per_task = 1;
-		tasks = (p->n_out + p->outs_per_task - 1) / p->outs_per_task;
-		p->first_task = tasks_all;
-		tasks_all += (uint32_t)(tasks > 0 ? tasks : 0);
-	}
-	if (n_threads > 1 && tasks_all > 1)
-		par->run(par->ctx, tasks_all, mm_task, &j);
+	split_tasks(&j, n_threads, n_out_all);
+	if (n_threads > 1 && j.n_tasks > 1)
+		par->run(par->ctx, j.n_tasks, mm_task, &j);
 	else
-		for (uint32_t t = 0; t < tasks_all; t++)
+		for (uint32_t t = 0; t < j.n_tasks; t++)
 			mm_task(&j, t, 0);
 	return 0;
 }
