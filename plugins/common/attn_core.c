@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -501,9 +502,11 @@ static void attn_task(void *arg, uint32_t task, uint32_t thread)
 		uint32_t i = 0;
 		if (j->dot4)
 			for (; i + 4 <= n; i += 4) {
-				const ptrdiff_t stride = kr[i + 1] - kr[i];
-				if (kr[i + 2] - kr[i + 1] == stride && kr[i + 3] - kr[i + 2] == stride)
-					j->dot4(dk, kr[i], stride * (ptrdiff_t)sizeof(uint16_t), q, sc + i);
+				/* rows may lie in different pages: compare addresses, not pointers */
+				const uintptr_t r0 = (uintptr_t)kr[i], r1 = (uintptr_t)kr[i + 1];
+				const uintptr_t r2 = (uintptr_t)kr[i + 2], r3 = (uintptr_t)kr[i + 3];
+				if (r2 - r1 == r1 - r0 && r3 - r2 == r1 - r0)
+					j->dot4(dk, kr[i], (int64_t)(r1 - r0), q, sc + i);
 				else
 					for (uint32_t k = i; k < i + 4; k++)
 						sc[k] = j->dot(dk, kr[k], q);
