@@ -8,6 +8,7 @@
 
 #include "bench/bench_util.h"
 #include "daemon/gguf.h"
+#include "engine/alloc.h"
 #include "daemon/model.h"
 #include "engine/types.h"
 
@@ -30,6 +31,28 @@ int hyd__bench_parse_list(const char *s, double *out, int max)
 		s = *e ? e + 1 : e;
 	}
 	return n ? n : -EINVAL;
+}
+
+char *hyd__bench_random_rows(uint32_t t, int64_t n_in, int64_t n_rows, float scale, uint64_t seed)
+{
+	const struct hyd_type_traits *tr = hyd_type_traits(t);
+	const int64_t rb = hyd_row_size(t, n_in);
+	if (!tr || !tr->from_float || rb <= 0)
+		return NULL;
+	char *w = hyd_aligned_alloc(64, (size_t)(rb * n_rows));
+	float *tmp = hyd_malloc((size_t)n_in * sizeof(float));
+	if (!w || !tmp) {
+		hyd_free(w);
+		hyd_free(tmp);
+		return NULL;
+	}
+	for (int64_t r = 0; r < n_rows; r++) {
+		for (int64_t i = 0; i < n_in; i++)
+			tmp[i] = scale * hyd__bench_frand(&seed);
+		tr->from_float(tmp, w + r * rb, n_in);
+	}
+	hyd_free(tmp);
+	return w;
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -11,6 +11,10 @@ double hyd__bench_now(void); /* monotonic seconds */
 int hyd__bench_parse_list(const char *s, double *out, int max);
 /* Uniform pseudo-random float in [-1, 1) from a 64-bit LCG state (deterministic data). */
 float hyd__bench_frand(uint64_t *state);
+/* n_rows rows of n_in values of type t (uniform in [-scale, scale), the same for the same
+ * seed), converted by the type's from_float, 64-byte aligned; free with hyd_free.  NULL when
+ * out of memory or t has no from_float. */
+char *hyd__bench_random_rows(uint32_t t, int64_t n_in, int64_t n_rows, float scale, uint64_t seed);
 /* Median of n values (sorts them in place). */
 double hyd__bench_median(double *v, int n);
 /* Bytes of weights one decoded token reads: every tensor once, except an untied token

@@ -41,20 +41,9 @@ static int make_rows(uint32_t t, int64_t n, int64_t bytes, struct rows *ret)
 	int64_t n_rows = bytes / rb & ~(int64_t)3;
 	if (n_rows < 4)
 		n_rows = 4;
-	char *w = hyd_aligned_alloc(64, (size_t)(rb * n_rows));
-	float *tmp = hyd_malloc((size_t)n * sizeof(float));
-	if (!w || !tmp) {
-		hyd_free(w);
-		hyd_free(tmp);
+	char *w = hyd__bench_random_rows(t, n, n_rows, 1.0f, 42 + t);
+	if (!w)
 		return -1;
-	}
-	uint64_t s = 42 + t;
-	for (int64_t r = 0; r < n_rows; r++) {
-		for (int64_t i = 0; i < n; i++)
-			tmp[i] = hyd__bench_frand(&s);
-		hyd_type_traits(t)->from_float(tmp, w + r * rb, n);
-	}
-	hyd_free(tmp);
 	*ret = (struct rows){ .w = w, .row_bytes = rb, .n_rows = n_rows };
 	return 0;
 }

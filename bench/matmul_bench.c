@@ -27,28 +27,9 @@
 static int make_weights(uint32_t t, int64_t n_in, int64_t n_out, struct hyd_tensor *w)
 {
 	const int64_t row = hyd_row_size(t, n_in);
-	if (row < 0)
+	char *data = row < 0 ? NULL : hyd__bench_random_rows(t, n_in, n_out, 0.05f, 1234 + t);
+	if (!data)
 		return -1;
-	char *data = hyd_aligned_alloc(64, (size_t)(row * n_out));
-	float *tmp = hyd_malloc((size_t)n_in * sizeof(float));
-	if (!data || !tmp) {
-		hyd_free(data);
-		hyd_free(tmp);
-		return -1;
-	}
-	uint64_t s = 1234 + t;
-	for (int64_t o = 0; o < n_out; o++) {
-		for (int64_t i = 0; i < n_in; i++)
-			tmp[i] = 0.05f * hyd__bench_frand(&s);
-		if (t == HYD_TYPE_F16)
-			for (int64_t i = 0; i < n_in; i++)
-				((uint16_t *)(data + o * row))[i] = hyd_fp32_to_fp16(tmp[i]);
-		else if (t == HYD_TYPE_F32)
-			memcpy(data + o * row, tmp, (size_t)row);
-		else
-			hyd_type_traits(t)->from_float(tmp, data + o * row, n_in);
-	}
-	hyd_free(tmp);
 	*w = (struct hyd_tensor){ .name = "w", .type = t, .n_dims = 2, .ne = { n_in, n_out, 1, 1 },
 				  .data = data, .nbytes = (uint64_t)(row * n_out) };
 	return 0;
