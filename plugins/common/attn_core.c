@@ -620,7 +620,7 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 	};
 	const uint32_t tasks = n * hp->n_head;
 	/* scores are computed against every visible position: skip threading for tiny work.  At
-	 * ~20 ns per (head, key) with the chunked decode kernel, splitting pays for the fork and
+	 * ~30 ns per (head, key) with the chunked decode kernel, splitting pays for the fork and
 	 * join (~1-2 us) from about a dozen keys on for a 12-head model (2^13 = keys * heads *
 	 * head size); below, decode attention would leave the other cores idle. */
 	uint64_t work = 0;
