@@ -84,13 +84,14 @@ static void run_mode(struct hyd_model *m, const int32_t *toks, size_t T, long sp
 START_TEST(golden_arch)
 {
 	const char *name = NULL;
-	json_t *entry;
+	json_t *entry = NULL;
 	size_t idx = 0;
 	json_object_foreach(manifest, name, entry)
 	{
 		if (idx++ == (size_t)_i)
 			break;
 	}
+	ck_assert_ptr_nonnull(entry);
 	char path[8192], err[1024] = "";
 	snprintf(path, sizeof(path), "%s/%s", dir, json_string_value(json_object_get(entry, "gguf")));
 	struct hyd_model_opts o = { .n_threads = 2, .max_ctx = 1024, .max_chunk = 64 };

@@ -143,7 +143,10 @@ int main(void)
 	hyd_test_data_path(path, sizeof(path), "models/greedy.json");
 	hyd_test_data_path(path, sizeof(path), "golden/quant/tokens.txt");
 	snprintf(data, sizeof(data), "%s", hyd_test_data_dir());
-	snprintf(path, sizeof(path), "%s/models/greedy.json", data);
+	if (snprintf(path, sizeof(path), "%s/models/greedy.json", data) >= (int)sizeof(path)) {
+		fprintf(stderr, "%s: test data path too long\n", data);
+		return 1;
+	}
 	json_error_t jerr;
 	greedy = json_load_file(path, 0, &jerr);
 	if (!greedy || !json_is_array(greedy)) {

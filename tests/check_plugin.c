@@ -17,7 +17,8 @@ static char libs[4096];
 
 static void path_of(char *buf, size_t n, const char *dir, const char *file)
 {
-	snprintf(buf, n, "%s/%s", dir, file);
+	const int len = snprintf(buf, n, "%s/%s", dir, file);
+	ck_assert_msg(len >= 0 && (size_t)len < n, "path too long: %s/%s", dir, file);
 }
 
 START_TEST(real_plugins_load)
