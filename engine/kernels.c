@@ -1,6 +1,6 @@
 /* Element-wise and reduction kernels.  These are cheap next to the matmuls, so they are plain
- * C that the compiler vectorises, except dot/axpy, which attention calls per (query, key) and
- * which get an AVX2 path picked at run time. */
+ * C that the compiler vectorises, except dot/axpy and attention's f16 accumulator steps, which
+ * run per (query, key) and get an AVX2 path picked at run time. */
 #include "config.h"
 
 #include <errno.h>
@@ -226,48 +226,19 @@ F16C static void f16acc_steps_avx2(uint16_t *acc, const uint16_t *const *v, cons
 	}
 }
 
-F16C static void mad_f16_avx2(uint16_t *y, const uint16_t *x, float a, int64_t n)
-{
-	const __m256 va = _mm256_set1_ps(a);
-	int64_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		const __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-		const __m256 vy = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
-		_mm_storeu_si128((__m128i *)(y + i),
-				 _mm256_cvtps_ph(_mm256_fmadd_ps(vx, va, vy), _MM_FROUND_TO_NEAREST_INT));
-	}
-	hyd__mad_f16_ref(y + i, x + i, a, n - i);
-}
-
-F16C static void scale_f16_avx2(uint16_t *y, float a, int64_t n)
-{
-	const __m256 va = _mm256_set1_ps(a);
-	int64_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		const __m256 vy = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
-		_mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_mul_ps(vy, va), _MM_FROUND_TO_NEAREST_INT));
-	}
-	hyd__scale_f16_ref(y + i, a, n - i);
-}
 #endif
 
 static float (*dot_impl)(const float *, const float *, int64_t);
 static void (*axpy_impl)(float *, float, const float *, int64_t);
-static void (*mad_f16_impl)(uint16_t *, const uint16_t *, float, int64_t);
-static void (*scale_f16_impl)(uint16_t *, float, int64_t);
 static void (*f16acc_steps_impl)(uint16_t *, const uint16_t *const *, const float *, const float *, int64_t,
 				 int64_t);
 
 static void pick_impls(void)
 {
-	mad_f16_impl = hyd__mad_f16_ref;
-	scale_f16_impl = hyd__scale_f16_ref;
 	f16acc_steps_impl = hyd__f16acc_steps_ref;
 	axpy_impl = axpy_f32_ref;
 #ifdef AVX2
 	if (hyd__simd_detect() >= HYD_SIMD_AVX2) {
-		mad_f16_impl = mad_f16_avx2;
-		scale_f16_impl = scale_f16_avx2;
 		f16acc_steps_impl = f16acc_steps_avx2;
 		axpy_impl = axpy_f32_avx2;
 		dot_impl = dot_f32_avx2;
@@ -289,20 +260,6 @@ void hyd_axpy_f32(float *y, float a, const float *x, int64_t n)
 	if (__builtin_expect(!axpy_impl, 0))
 		pick_impls();
 	axpy_impl(y, a, x, n);
-}
-
-void hyd_mad_f16(uint16_t *y, const uint16_t *x, float a, int64_t n)
-{
-	if (__builtin_expect(!dot_impl, 0))
-		pick_impls();
-	mad_f16_impl(y, x, a, n);
-}
-
-void hyd_scale_f16(uint16_t *y, float a, int64_t n)
-{
-	if (__builtin_expect(!dot_impl, 0))
-		pick_impls();
-	scale_f16_impl(y, a, n);
 }
 
 void hyd_f16acc_steps(uint16_t *acc, const uint16_t *const *v, const float *ms, const float *vs, int64_t n,

@@ -52,16 +52,15 @@ void hyd_softmax(float *x, int64_t n);
 float hyd_dot_f32(const float *a, const float *b, int64_t n);
 /* y[i] += a * x[i] */
 void hyd_axpy_f32(float *y, float a, const float *x, int64_t n);
-/* f16 vectors rounded as ggml's CPU backend rounds them, for attention over an f16 KV cache:
- * y[i] = f16(y[i] + x[i] * a) with one rounding (FMA), and y[i] = f16(y[i] * a). */
-void hyd_mad_f16(uint16_t *y, const uint16_t *x, float a, int64_t n);
-void hyd_scale_f16(uint16_t *y, float a, int64_t n);
+/* f16 vectors rounded as ggml's CPU backend rounds them, for attention over an f16 KV cache
+ * (scalar definitions): y[i] = f16(y[i] + x[i] * a) with one rounding (FMA), and
+ * y[i] = f16(y[i] * a). */
 void hyd__mad_f16_ref(uint16_t *y, const uint16_t *x, float a, int64_t n);
 void hyd__scale_f16_ref(uint16_t *y, float a, int64_t n);
-/* n steps of attention's weighted V sum into the f16 accumulator acc (dv values): step t is
- * hyd_scale_f16(acc, ms[t], dv) unless ms[t] is 1 (which would change nothing), then
- * hyd_mad_f16(acc, v[t], vs[t], dv).  The same bits as those calls in order; the SIMD path
- * keeps acc in registers from step to step instead of storing and reloading it. */
+/* n steps of attention's weighted V sum into the f16 accumulator acc (dv values), as ggml
+ * does them key by key: step t is hyd__scale_f16_ref(acc, ms[t], dv) unless ms[t] is 1
+ * (which would change nothing), then hyd__mad_f16_ref(acc, v[t], vs[t], dv).  The SIMD path
+ * gives the same bits, keeping acc in registers from step to step. */
 void hyd_f16acc_steps(uint16_t *acc, const uint16_t *const *v, const float *ms, const float *vs, int64_t n,
 		      int64_t dv);
 void hyd__f16acc_steps_ref(uint16_t *acc, const uint16_t *const *v, const float *ms, const float *vs, int64_t n,
