@@ -251,9 +251,13 @@ int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct 
 		j.x = buf;
 		j.x_stride = xs;
 	}
-	/* Below this much work, waking another core costs more than it saves. */
+	/* Below this much work, handing half to another core costs more than it saves.  In
+	 * decode the workers are still spinning from the last job, so the cost is the hand-off
+	 * (~1-2 us), not a wake-up: 2^16 puts mamba-130m's dt and x projections (48 x 1536
+	 * F16, 1536 x 80) on both threads, +6.6 % two-thread decode (paired median; 2^18
+	 * before). */
 	const uint64_t work = (uint64_t)n_in * (uint64_t)n_out_all * (uint64_t)n_rows;
-	const uint32_t n_threads = par && work >= (1u << 18) ? par->n_threads : 1;
+	const uint32_t n_threads = par && work >= (1u << 16) ? par->n_threads : 1;
 	split_tasks(&j, n_threads, n_out_all);
 	if (n_threads > 1 && j.n_tasks > 1)
 		par->run(par->ctx, j.n_tasks, mm_task, &j);

@@ -86,7 +86,10 @@ int hyd__ssm_f32(const struct hyd_layer_desc *d, const struct hyd_plugin_support
 	return 0;
 }
 
-#define SSM_PARALLEL_MIN_WORK (1u << 17)
+/* Below this much work (about one multiply-add per unit) a layer's SSM step runs on the
+ * caller's thread.  2^15 puts a Mamba-1 decode step's conv (d_inner 1536 x (d_conv + 20))
+ * on both threads: the idle worker is spinning, so the hand-off costs ~1-2 us. */
+#define SSM_PARALLEL_MIN_WORK (1u << 15)
 
 void hyd__ssm_run(const struct hyd_parallel *par, uint32_t n, hyd_task_fn fn, void *arg, uint64_t work)
 {
