@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine/alloc.h"
+#include "engine/exp_avx2.h"
 #include "engine/kernels.h"
 #include "engine/types_internal.h"
 
@@ -228,7 +229,19 @@ F16C static void f16acc_steps_avx2(uint16_t *acc, const uint16_t *const *v, cons
 
 #endif
 
+#ifdef AVX2
+/* SiLU was ~3 % of a one-thread decode with libm's expf per element (llama-125m Q4_K_M) */
+AVX2 static void silu_avx2(float *x, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(x + i, hyd__silu8(_mm256_loadu_ps(x + i)));
+	hyd__silu_ref(x + i, n - i);
+}
+#endif
+
 static float (*dot_impl)(const float *, const float *, int64_t);
+static void (*silu_impl)(float *, int64_t);
 static void (*axpy_impl)(float *, float, const float *, int64_t);
 static void (*f16acc_steps_impl)(uint16_t *, const uint16_t *const *, const float *, const float *, int64_t,
 				 int64_t);
@@ -237,9 +250,11 @@ static void pick_impls(void)
 {
 	f16acc_steps_impl = hyd__f16acc_steps_ref;
 	axpy_impl = axpy_f32_ref;
+	silu_impl = hyd__silu_ref;
 #ifdef AVX2
 	if (hyd__simd_detect() >= HYD_SIMD_AVX2) {
 		f16acc_steps_impl = f16acc_steps_avx2;
+		silu_impl = silu_avx2;
 		axpy_impl = axpy_f32_avx2;
 		dot_impl = dot_f32_avx2;
 		return;
@@ -270,10 +285,17 @@ void hyd_f16acc_steps(uint16_t *acc, const uint16_t *const *v, const float *ms, 
 	f16acc_steps_impl(acc, v, ms, vs, n, dv);
 }
 
-void hyd_silu(float *x, int64_t n)
+void hyd__silu_ref(float *x, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++)
 		x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+void hyd_silu(float *x, int64_t n)
+{
+	if (__builtin_expect(!dot_impl, 0))
+		pick_impls();
+	silu_impl(x, n);
 }
 
 float hyd_gelu_tanh_ref(float x)

@@ -65,7 +65,11 @@ void hyd_f16acc_steps(uint16_t *acc, const uint16_t *const *v, const float *ms, 
 		      int64_t dv);
 void hyd__f16acc_steps_ref(uint16_t *acc, const uint16_t *const *v, const float *ms, const float *vs, int64_t n,
 			   int64_t dv);
-void hyd_silu(float *x, int64_t n);          /* x * sigmoid(x) */
+/* x * sigmoid(x) as x / (1 + expf(-x)), in place.  The AVX2 path rounds exp once from double
+ * (engine/exp_avx2.h): the same float as the scalar definition, hyd__silu_ref, for all but
+ * about 1 in 10^4 inputs, which differ by an ulp or two. */
+void hyd_silu(float *x, int64_t n);
+void hyd__silu_ref(float *x, int64_t n);
 void hyd_gelu_tanh(float *x, int64_t n);     /* GELU, tanh approximation, through ggml's f16 table */
 float hyd_gelu_tanh_ref(float x);            /* GELU, tanh approximation, in float */
 void hyd_gelu_erf(float *x, int64_t n);      /* GELU, exact */

@@ -392,6 +392,57 @@ START_TEST(test_gelu_table)
 }
 END_TEST
 
+/* distance in representable floats (same sign assumed: SiLU keeps x's sign) */
+static int64_t float_ulps(float a, float b)
+{
+	int32_t ia, ib;
+	memcpy(&ia, &a, sizeof(ia));
+	memcpy(&ib, &b, sizeof(ib));
+	return ia > ib ? (int64_t)ia - ib : (int64_t)ib - ia;
+}
+
+/* hyd_silu's vector path against the scalar definition: exp is rounded once from double there,
+ * so about 1 in 10^4 results may differ from libm's expf path, by at most two ulps (one of
+ * exp, one more through the division); the tails (n not a multiple of 8) and the extremes
+ * (0, saturation at large |x|, overflow of exp) must agree. */
+START_TEST(test_silu_vector_path)
+{
+	enum { N = 1 << 17 };
+	float *x = malloc(N * sizeof(float)), *got = malloc(N * sizeof(float));
+	float *want = malloc(N * sizeof(float));
+	ck_assert(x && got && want);
+	static const float special[] = { 0.0f, -0.0f, 1e-30f, -1e-30f, 20.0f, -20.0f, 88.0f, -88.0f, 89.0f,
+					 -89.0f, 104.0f, -104.0f, 200.0f, -200.0f, 1e30f, -1e30f, 1e-42f };
+	const int ns = (int)(sizeof(special) / sizeof(special[0]));
+	for (int i = 0; i < N; i++)
+		x[i] = i < ns ? special[i] : i % 16 ? uniform(-12.0f, 12.0f) : uniform(-120.0f, 120.0f);
+	const int64_t lens[] = { N - 3, 7, 1, 8, 9 };
+	for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+		const int64_t n = lens[l];
+		memcpy(got, x, (size_t)n * sizeof(float));
+		memcpy(want, x, (size_t)n * sizeof(float));
+		hyd_silu(got, n);
+		hyd__silu_ref(want, n);
+		int64_t differ = 0;
+		for (int64_t i = 0; i < n; i++) {
+			ck_assert_msg(float_ulps(got[i], want[i]) <= 2, "silu(%a): %a, scalar %a", x[i], got[i], want[i]);
+			differ += !same_bits(got[i], want[i]);
+		}
+		ck_assert_msg(differ <= n / 1000, "%lld of %lld differ", (long long)differ, (long long)n);
+	}
+	for (int i = 0; i < ns; i++)
+		ck_assert_msg(same_bits(got[i], want[i]), "silu(%a): %a, scalar %a", x[i], got[i], want[i]);
+	/* the exact function, as a check on both */
+	for (int i = ns; i < N - 3; i++) {
+		const double v = x[i], s = v / (1.0 + exp(-v));
+		ck_assert_msg(fabs(got[i] - s) <= 1e-6 * fabs(s) + 1e-30, "silu(%g) = %g, exactly %g", v, got[i], s);
+	}
+	free(x);
+	free(got);
+	free(want);
+}
+END_TEST
+
 START_TEST(test_rope_step)
 {
 	/* angles by repeated multiplication stay within float error of pos * base^(-2i/n) */
@@ -421,6 +472,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_f16_dot4_same_bits);
 	tcase_add_test(tc, test_matmul_all_alone);
 	tcase_add_test(tc, test_gelu_table);
+	tcase_add_test(tc, test_silu_vector_path);
 	tcase_add_test(tc, test_rope_step);
 	suite_add_tcase(s, tc);
 	return s;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/exp_avx2.h"
 #include "engine/kernels.h"
 #include "plugins/ssm/ssm.h"
 
@@ -167,35 +168,6 @@ AVX2 static void update_dot_avx2(float *h_out, const float *h_in, const float *a
 	}
 }
 
-/* exp(x) in double for 4 lanes, |x| <= 700: x = k ln2 + r, |r| <= ln2/2, exp(r) by its Taylor
- * series to r^12 (truncation < 2e-16 relative), 2^k through the exponent bits. */
-AVX2 static inline __m256d exp4d(__m256d x)
-{
-	x = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-700.0)), _mm256_set1_pd(700.0));
-	const __m256d k = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)),
-					  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	/* ln2 split so that k * LN2_HI is exact for |k| < 2^11 */
-	__m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(0x1.62e42fefa3800p-1), x);
-	r = _mm256_fnmadd_pd(k, _mm256_set1_pd(0x1.ef35793c76730p-45), r);
-	/* sum r^i / i! for i <= 12, in Estrin's form (a short dependency chain) */
-#define C(i) _mm256_set1_pd(1.0 / (i))
-	const __m256d r2 = _mm256_mul_pd(r, r), r4 = _mm256_mul_pd(r2, r2), r8 = _mm256_mul_pd(r4, r4);
-	const __m256d q0 = _mm256_fmadd_pd(r, _mm256_set1_pd(1.0), _mm256_set1_pd(1.0));
-	const __m256d q1 = _mm256_fmadd_pd(r, C(6.0), C(2.0));
-	const __m256d q2 = _mm256_fmadd_pd(r, C(120.0), C(24.0));
-	const __m256d q3 = _mm256_fmadd_pd(r, C(5040.0), C(720.0));
-	const __m256d q4 = _mm256_fmadd_pd(r, C(362880.0), C(40320.0));
-	const __m256d q5 = _mm256_fmadd_pd(r, C(39916800.0), C(3628800.0));
-	const __m256d u0 = _mm256_fmadd_pd(q1, r2, q0), u1 = _mm256_fmadd_pd(q3, r2, q2);
-	const __m256d u2 = _mm256_fmadd_pd(q5, r2, q4);
-	const __m256d v0 = _mm256_fmadd_pd(u1, r4, u0), v1 = _mm256_fmadd_pd(C(479001600.0), r4, u2);
-	const __m256d p = _mm256_fmadd_pd(v1, r8, v0);
-	/* k + 1.5 * 2^52 holds k in its low mantissa bits */
-	const __m256d magic = _mm256_set1_pd(6755399441055744.0);
-	const __m256i ki = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(k, magic)), _mm256_castpd_si256(magic));
-	return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), _mm256_slli_epi64(ki, 52)));
-}
-
 /* log(1 + e) in double for 4 lanes, 0 <= e < 2^60: u = 1 + e rounded, log(u) from u = 2^k m with
  * m in [sqrt(1/2), sqrt(2)) and log(m) = 2 atanh(f / (2 + f)), f = m - 1, by its series to s^19;
  * the rounding of 1 + e is put back as (e - (u - 1)) / u. */
@@ -219,6 +191,7 @@ AVX2 static inline __m256d log1p4d(__m256d e)
 	const __m256d f = _mm256_sub_pd(m, one);
 	const __m256d s = _mm256_div_pd(f, _mm256_add_pd(_mm256_set1_pd(2.0), f));
 	const __m256d s2 = _mm256_mul_pd(s, s);
+#define C(i) _mm256_set1_pd(1.0 / (i))
 	/* p = sum s2^j / (2j + 1) for 1 <= j <= 9, divided by s2, in Estrin's form */
 	const __m256d s4 = _mm256_mul_pd(s2, s2), s8 = _mm256_mul_pd(s4, s4);
 	const __m256d a0 = _mm256_fmadd_pd(s2, C(5.0), C(3.0)), a1 = _mm256_fmadd_pd(s2, C(9.0), C(7.0));
@@ -234,26 +207,11 @@ AVX2 static inline __m256d log1p4d(__m256d e)
 	return _mm256_fmadd_pd(kd, _mm256_set1_pd(0x1.62e42fefa3800p-1), lm);
 }
 
-/* expf for 8 lanes, rounded once from double */
-AVX2 static inline __m256 expf8(__m256 x)
-{
-	const __m128 lo = _mm256_cvtpd_ps(exp4d(_mm256_cvtps_pd(_mm256_castps256_ps128(x))));
-	const __m128 hi = _mm256_cvtpd_ps(exp4d(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
-	return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
-}
-
-/* x / (1 + expf(-x)), the float operations of hyd__ssm_silu */
-AVX2 static inline __m256 silu8(__m256 x)
-{
-	const __m256 e = expf8(_mm256_sub_ps(_mm256_setzero_ps(), x));
-	return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-}
-
 AVX2 static void silu_avx2(float *y, const float *x, uint32_t n)
 {
 	uint32_t i = 0;
 	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(y + i, silu8(_mm256_loadu_ps(x + i)));
+		_mm256_storeu_ps(y + i, hyd__silu8(_mm256_loadu_ps(x + i)));
 	if (i < n)
 		silu_scalar(y + i, x + i, n - i);
 }
@@ -262,7 +220,7 @@ AVX2 static void silu_mul_avx2(float *y, const float *z, uint32_t n)
 {
 	uint32_t i = 0;
 	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), silu8(_mm256_loadu_ps(z + i))));
+		_mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), hyd__silu8(_mm256_loadu_ps(z + i))));
 	if (i < n)
 		silu_mul_scalar(y + i, z + i, n - i);
 }
@@ -270,7 +228,7 @@ AVX2 static void silu_mul_avx2(float *y, const float *z, uint32_t n)
 /* hyd_softplus: x > 20 ? x : log1pf(expf(x)), with expf rounded to float first as there */
 AVX2 static inline __m128 softplus4(__m128 v)
 {
-	const __m128 ef = _mm256_cvtpd_ps(exp4d(_mm256_cvtps_pd(v)));
+	const __m128 ef = _mm256_cvtpd_ps(hyd__exp4d(_mm256_cvtps_pd(v)));
 	const __m128 sp = _mm256_cvtpd_ps(log1p4d(_mm256_cvtps_pd(ef)));
 	return _mm_blendv_ps(sp, v, _mm_cmpgt_ps(v, _mm_set1_ps(20.0f)));
 }
