@@ -1,6 +1,7 @@
 /* Element-wise and reduction kernels.  These are cheap next to the matmuls, so they are plain
  * C that the compiler vectorises, except dot/axpy and attention's f16 accumulator steps, which
- * run per (query, key) and get an AVX2 path picked at run time. */
+ * run per (query, key), and SiLU, whose libm call per element the compiler cannot vectorise:
+ * those get an AVX2 path picked at run time. */
 #include "config.h"
 
 #include <errno.h>
