@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "engine/alloc.h"
@@ -246,43 +248,50 @@ static void (*silu_impl)(float *, int64_t);
 static void (*axpy_impl)(float *, float, const float *, int64_t);
 static void (*f16acc_steps_impl)(uint16_t *, const uint16_t *const *, const float *, const float *, int64_t,
 				 int64_t);
+/* Set (release) once the pointers above are; the callers' fast path is one acquire load, a
+ * plain load on x86, and pthread_once makes concurrent first callers wait for one choice. */
+static atomic_bool impls_ready;
+static pthread_once_t impls_once = PTHREAD_ONCE_INIT;
 
 static void pick_impls(void)
 {
 	f16acc_steps_impl = hyd__f16acc_steps_ref;
 	axpy_impl = axpy_f32_ref;
 	silu_impl = hyd__silu_ref;
+	dot_impl = dot_f32_ref;
 #ifdef AVX2
 	if (hyd__simd_detect() >= HYD_SIMD_AVX2) {
 		f16acc_steps_impl = f16acc_steps_avx2;
 		silu_impl = silu_avx2;
 		axpy_impl = axpy_f32_avx2;
 		dot_impl = dot_f32_avx2;
-		return;
 	}
 #endif
-	dot_impl = dot_f32_ref;
+	atomic_store_explicit(&impls_ready, true, memory_order_release);
+}
+
+static inline void need_impls(void)
+{
+	if (__builtin_expect(!atomic_load_explicit(&impls_ready, memory_order_acquire), 0))
+		pthread_once(&impls_once, pick_impls);
 }
 
 float hyd_dot_f32(const float *a, const float *b, int64_t n)
 {
-	if (__builtin_expect(!dot_impl, 0))
-		pick_impls();
+	need_impls();
 	return dot_impl(a, b, n);
 }
 
 void hyd_axpy_f32(float *y, float a, const float *x, int64_t n)
 {
-	if (__builtin_expect(!axpy_impl, 0))
-		pick_impls();
+	need_impls();
 	axpy_impl(y, a, x, n);
 }
 
 void hyd_f16acc_steps(uint16_t *acc, const uint16_t *const *v, const float *ms, const float *vs, int64_t n,
 		      int64_t dv)
 {
-	if (__builtin_expect(!dot_impl, 0))
-		pick_impls();
+	need_impls();
 	f16acc_steps_impl(acc, v, ms, vs, n, dv);
 }
 
@@ -294,8 +303,7 @@ void hyd__silu_ref(float *x, int64_t n)
 
 void hyd_silu(float *x, int64_t n)
 {
-	if (__builtin_expect(!dot_impl, 0))
-		pick_impls();
+	need_impls();
 	silu_impl(x, n);
 }
 
