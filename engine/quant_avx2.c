@@ -318,28 +318,40 @@ AVX2 static inline __m256i k4_mins_dot(__m256i sm, const int16_t *bsums)
 #define K4_PICK(SM, k) _mm256_shuffle_epi8(SM, PICK16(k))
 #define K4_LOAD(W, k) _mm256_set1_epi32((W)[k])
 
-/* One Q4_K super-block of one row: acc += d * sum(sc * q * y) - dmin * sum(m * bsums), with
- * d = d_x * d_w and dmin = d_x * dmin_w (bd = d_x in every lane). */
+/* The end of a Q4_K/Q5_K block of one row: acc += d * sumi - dmin * mins, with d = d_x * d_w
+ * and dmin = d_x * dmin_w (bd = d_x in every lane; d_dmin points at the block's d, dmin). */
+AVX2 static inline __m256 k4_finish(const uint16_t *d_dmin, __m256 bd, __m256i sumi, __m256i mins, __m256 acc)
+{
+	__m256 d, dmin;
+	k4_d_dmin(d_dmin, bd, &d, &dmin);
+	acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+	return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
+}
+
+/* sum(sc * q * y) of one Q4_K block (quants QS, activations Y) as 8 int32 lanes into RET;
+ * SCALE(SRC, k) gives sub-block k's scale in every int16 lane (K4_PICK or K4_LOAD). */
+#define Q4_K_SUMI(QS, Y, SCALE, SRC, RET)                                                   \
+	do {                                                                                \
+		const __m256i m4_ = _mm256_set1_epi8(0xF);                                  \
+		__m256i s0_ = _mm256_setzero_si256(), s1_ = _mm256_setzero_si256();         \
+		_Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                         \
+		{                                                                           \
+			const __m256i q4_ = _mm256_loadu_si256((const __m256i *)((QS) + 32 * j)); \
+			const __m256i lo_ = _mm256_and_si256(q4_, m4_);                     \
+			const __m256i hi_ = _mm256_and_si256(_mm256_srli_epi16(q4_, 4), m4_); \
+			K4_CHUNK(j, lo_, hi_, Y, SCALE, SRC, s0_, s1_);                     \
+		}                                                                           \
+		RET = _mm256_add_epi32(s0_, s1_);                                           \
+	} while (0)
+
+/* One Q4_K super-block of one row: acc += d * sum(sc * q * y) - dmin * sum(m * bsums). */
 AVX2 static inline __m256 q4_k_step(const struct hyd_block_q4_k *a, const struct hyd_block_q8_k *b, __m256 bd,
 				    __m256 acc)
 {
-	const __m256i m4 = _mm256_set1_epi8(0xF);
 	const __m256i sm = k4_scales_mins(a->scales);
-	const __m256i mins = k4_mins_dot(sm, b->bsums);
-	const uint8_t *q = a->qs;
-	const int8_t *y = b->qs;
-	__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-#pragma GCC unroll 4
-	for (int j = 0; j < 4; j++) {
-		const __m256i q4 = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
-		const __m256i lo = _mm256_and_si256(q4, m4);
-		const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-		K4_CHUNK(j, lo, hi, y, K4_PICK, sm, s0, s1);
-	}
-	__m256 d, dmin;
-	k4_d_dmin(&a->d, bd, &d, &dmin);
-	acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
-	return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
+	__m256i sumi;
+	Q4_K_SUMI(a->qs, b->qs, K4_PICK, sm, sumi);
+	return k4_finish(&a->d, bd, sumi, k4_mins_dot(sm, b->bsums), acc);
 }
 
 AVX2 static inline __m256 q5_k_step(const struct hyd_block_q5_k *a, const struct hyd_block_q8_k *b, __m256 bd,
@@ -365,10 +377,7 @@ AVX2 static inline __m256 q5_k_step(const struct hyd_block_q5_k *a, const struct
 		h = _mm256_srli_epi16(h, 1);
 		K4_CHUNK(j, lo, hi, y, K4_PICK, sm, s0, s1);
 	}
-	__m256 d, dmin;
-	k4_d_dmin(&a->d, bd, &d, &dmin);
-	acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
-	return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
+	return k4_finish(&a->d, bd, _mm256_add_epi32(s0, s1), mins, acc);
 }
 
 /* Q6_K: q in 0..63 goes to maddubs unsigned; the -32 offset is applied once per block as
@@ -485,22 +494,9 @@ AVX2 static inline void k4_prepare(struct k4_ahead *p, int r, const struct hyd_b
 AVX2 static inline __m256 q4_k_step_ahead(const struct hyd_block_q4_k *a, const int8_t *y,
 					  const struct k4_ahead *p, int r, __m256 bd, __m256 acc)
 {
-	const __m256i m4 = _mm256_set1_epi8(0xF);
-	const uint8_t *q = a->qs;
-	const int32_t *w = p->words[r];
-	__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-#pragma GCC unroll 4
-	for (int j = 0; j < 4; j++) {
-		const __m256i q4 = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
-		const __m256i lo = _mm256_and_si256(q4, m4);
-		const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-		K4_CHUNK(j, lo, hi, y, K4_LOAD, w, s0, s1);
-	}
-	__m256 d, dmin;
-	k4_d_dmin(&a->d, bd, &d, &dmin);
-	acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
-	const __m256i mins = _mm256_load_si256((const __m256i *)p->mins[r]);
-	return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
+	__m256i sumi;
+	Q4_K_SUMI(a->qs, y, K4_LOAD, p->words[r], sumi);
+	return k4_finish(&a->d, bd, sumi, _mm256_load_si256((const __m256i *)p->mins[r]), acc);
 }
 
 AVX2 void hyd__q4_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
