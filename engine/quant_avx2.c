@@ -50,6 +50,13 @@ static inline void group_prefetch_to(struct group_prefetch *g, int64_t row_bytes
 	}
 }
 
+/* The four rows a0..a3 of a four-row kernel, w_stride bytes apart from w. */
+#define FOUR_ROWS(BLOCK)                                                                    \
+	const struct BLOCK *a0 = w;                                                         \
+	const struct BLOCK *a1 = (const void *)((const char *)w + w_stride);                \
+	const struct BLOCK *a2 = (const void *)((const char *)w + 2 * w_stride);            \
+	const struct BLOCK *a3 = (const void *)((const char *)w + 3 * w_stride)
+
 AVX2 static inline float hsum_ps(__m256 v)
 {
 	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -126,10 +133,8 @@ AVX2 float hyd__q8_0_dot_avx2(int64_t n, const void *w, const void *x)
  * hyd__q8_0_dot_avx2, the activation block loaded once for the four. */
 AVX2 void hyd__q8_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
 {
-	const struct hyd_block_q8_0 *a0 = w, *b = x;
-	const struct hyd_block_q8_0 *a1 = (const void *)((const char *)w + w_stride);
-	const struct hyd_block_q8_0 *a2 = (const void *)((const char *)w + 2 * w_stride);
-	const struct hyd_block_q8_0 *a3 = (const void *)((const char *)w + 3 * w_stride);
+	FOUR_ROWS(hyd_block_q8_0);
+	const struct hyd_block_q8_0 *b = x;
 	const int64_t nb = n / HYD_QK;
 	__m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0; /* even blocks */
 	__m256 o0 = e0, o1 = e0, o2 = e0, o3 = e0;                  /* odd blocks */
@@ -219,10 +224,7 @@ AVX2 static inline __m256i lane_sums_x8(__m256i xq)
 
 AVX2 void hyd__q4_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
 {
-	const struct hyd_block_q4_0 *a0 = w;
-	const struct hyd_block_q4_0 *a1 = (const void *)((const char *)w + w_stride);
-	const struct hyd_block_q4_0 *a2 = (const void *)((const char *)w + 2 * w_stride);
-	const struct hyd_block_q4_0 *a3 = (const void *)((const char *)w + 3 * w_stride);
+	FOUR_ROWS(hyd_block_q4_0);
 	const struct hyd_block_q8_0 *b = x;
 	const int64_t nb = n / HYD_QK;
 	__m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0;
@@ -448,10 +450,7 @@ AVX2 static inline __m256 q6_k_step(const struct hyd_block_q6_k *a, const struct
 	AVX2 void hyd__##T##_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x,      \
 				       float *ret_out)                                                  \
 	{                                                                                               \
-		const struct BLOCK *a0 = w;                                                             \
-		const struct BLOCK *a1 = (const void *)((const char *)w + w_stride);                    \
-		const struct BLOCK *a2 = (const void *)((const char *)w + 2 * w_stride);                \
-		const struct BLOCK *a3 = (const void *)((const char *)w + 3 * w_stride);                \
+		FOUR_ROWS(BLOCK);                                                                       \
 		const struct hyd_block_q8_k *b = x;                                                     \
 		__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;               \
 		struct group_prefetch pf = group_prefetch_init(w, w_stride);                            \
@@ -501,10 +500,7 @@ AVX2 static inline __m256 q4_k_step_ahead(const struct hyd_block_q4_k *a, const 
 
 AVX2 void hyd__q4_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
 {
-	const struct hyd_block_q4_k *a0 = w;
-	const struct hyd_block_q4_k *a1 = (const void *)((const char *)w + w_stride);
-	const struct hyd_block_q4_k *a2 = (const void *)((const char *)w + 2 * w_stride);
-	const struct hyd_block_q4_k *a3 = (const void *)((const char *)w + 3 * w_stride);
+	FOUR_ROWS(hyd_block_q4_k);
 	const struct hyd_block_q8_k *b = x;
 	const int64_t nb = n / HYD_QK_K;
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
