@@ -469,9 +469,9 @@ AVX2 static inline __m256 q6_k_step(const struct hyd_block_q6_k *a, const struct
 K_DOT_KERNEL1(q4_k, hyd_block_q4_k, 3)
 
 /* The four-row Q4_K kernel unpacks each block's scales one block ahead, into memory: the
- * chunks then take their scale words with broadcast loads, not with byte shuffles (the
- * kernel is bound by vector instructions: ~4 per cycle here), and the stores are long
- * done when the loads come.  Unpacking in the same block and loading at once measured
+ * chunks then take their scale words with broadcast loads, which run on the load ports,
+ * not with byte shuffles competing with the nibble splits for the vector pipes, and the
+ * stores are long done when the loads come.  Unpacking in the same block and loading at once measured
  * 12-18 % slower (a store forwarded to narrower loads at other offsets stalls); one block
  * ahead, 3-5 % faster (/tmp harness of alternating runs from L2; llama-125m Q4_K_M decode
  * paired median 1.033).  Same integer sums and float steps as q4_k_step, so the same bits
