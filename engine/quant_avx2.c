@@ -506,6 +506,7 @@ AVX2 void hyd__q4_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const 
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
 	struct group_prefetch pf = group_prefetch_init(w, w_stride);
 	_Alignas(32) struct k4_ahead ahead[2];
+	/* row by row, not through an array of the four rows: that measured 5 % slower */
 	if (nb > 0) {
 		k4_prepare(&ahead[0], 0, &a0[0], &b[0]);
 		k4_prepare(&ahead[0], 1, &a1[0], &b[0]);
