@@ -49,10 +49,11 @@ enum hyd_type {
 /* Dot product of one weight row (n elements, in the weight's type) with one activation row
  * already converted to the type's vec_dot_type.  n is a multiple of the type's blck. */
 typedef float (*hyd_vec_dot_fn)(int64_t n, const void *w, const void *x);
-/* Dot products of four consecutive weight rows (w, w + w_stride, w + 2 w_stride, ...) with one
+/* Dot products of four weight rows (w, w + w_stride, w + 2 w_stride, w + 3 w_stride) with one
  * activation row; ret_out[k] is bit for bit vec_dot(n, row k, x).  Reading four rows per pass
  * shares the activation loads and the per-row overhead (short rows: 768 elements are three
- * K-quant blocks). */
+ * K-quant blocks).  The rows may be consecutive (w_stride is one row) or far apart (decode
+ * reads four streams, engine/matmul.c); kernels prefetch accordingly. */
 typedef void (*hyd_vec_dot4_fn)(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 /* Convert n floats (n a multiple of blck) into the type's storage. */
 typedef void (*hyd_from_float_fn)(const float *src, void *dst, int64_t n);

@@ -12,6 +12,7 @@
 
 #include "engine/alloc.h"
 #include "engine/kernels.h"
+#include "engine/pool.h"
 #include "engine/quant.h"
 
 #define ROWS 200
@@ -400,6 +401,51 @@ START_TEST(test_matmul_rows_exact)
 }
 END_TEST
 
+/* Decode of a large matrix reads each task as four long streams, one row from each quarter
+ * per four-row call (engine/matmul.c): every output still lands in its own place with
+ * vec_dot's bits, with the rows that do not fill the quarters done one by one, on one
+ * thread (one task) and on two (tasks of many sizes, down to groups of consecutive rows). */
+START_TEST(test_matmul_decode_streams)
+{
+	const uint32_t t = weight_types[_i];
+	const struct hyd_type_traits *tr = hyd_type_traits(t), *at;
+	at = hyd_type_traits(tr->vec_dot_type);
+	const int64_t n = 512, n_out = 4 * 256 + 3; /* quarters of 72-136 KiB, and a tail */
+	const size_t rb = row_bytes(t, n), xb = row_bytes(tr->vec_dot_type, n);
+	uint8_t *w = hyd_malloc(rb * n_out);
+	uint8_t *xq = hyd_malloc(xb);
+	float *x = hyd_malloc(n * sizeof(float));
+	float *y = hyd_malloc(n_out * sizeof(float));
+	ck_assert(w && xq && x && y);
+	seed(4500 + t);
+	for (int64_t o = 0; o < n_out; o++)
+		rand_weights(t, w + o * rb, n);
+	rand_floats(x, n, 1.0f);
+	at->from_float(x, xq, n);
+	struct hyd_pool *pool;
+	ck_assert_int_eq(hyd_pool_create(2, &pool), 0);
+	const struct hyd_parallel *pars[2] = { NULL, hyd_pool_parallel(pool) };
+	struct hyd_tensor W = { .name = "w", .type = t, .n_dims = 2, .ne = { n, n_out, 1, 1 },
+				.data = w, .nbytes = rb * n_out };
+	for (int p = 0; p < 2; p++) {
+		for (int64_t o = 0; o < n_out; o++)
+			y[o] = NAN;
+		ck_assert_int_eq(hyd_matmul(pars[p], &W, x, n, y, n_out, 1), 0);
+		for (int64_t o = 0; o < n_out; o++) {
+			const float want = tr->vec_dot(n, w + o * rb, xq);
+			ck_assert_msg(memcmp(&y[o], &want, sizeof(float)) == 0,
+				      "%s, %d thread(s): y[%ld] = %.9g, vec_dot %.9g", tr->name, p + 1,
+				      (long)o, y[o], want);
+		}
+	}
+	hyd_pool_destroy(pool);
+	hyd_free(w);
+	hyd_free(xq);
+	hyd_free(x);
+	hyd_free(y);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ quantizers */
 
 struct rt_case {
@@ -726,6 +772,7 @@ static Suite *quant_suite(void)
 	tcase_add_loop_test(tc, test_dot_extremes, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_dot4_same_bits, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_matmul_rows_exact, 0, N_WEIGHT_TYPES);
+	tcase_add_loop_test(tc, test_matmul_decode_streams, 0, N_WEIGHT_TYPES);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("quantize");
 	tcase_set_timeout(tc, 300);
