@@ -1,5 +1,7 @@
 /* Every dot-product kernel of the quantized types on its own, one thread: each SIMD level
- * this CPU runs, single-row and four-row, fed from L2 and from DRAM, in GB/s of weights:
+ * this CPU runs, single-row and four-row (given four consecutive rows, as prefill does, or one
+ * row from each quarter of the matrix, as decode does), fed from L2 and from DRAM, in GB/s of
+ * weights:
  *
  *   bench/dot_bench [-k row_length] [-r repeats] [-m DRAM_MiB]
  *
@@ -9,6 +11,7 @@
  * time. */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,19 +51,26 @@ static int make_rows(uint32_t t, int64_t n, int64_t bytes, struct rows *ret)
 	return 0;
 }
 
+/* How the four-row kernel is given its rows: four consecutive rows per call (prefill's
+ * tiles), or one row from each quarter of the matrix per call (decode, engine/matmul.c). */
+enum layout { SINGLE, CONSECUTIVE, STREAMS };
+
 /* GB/s of weights: median of repeats, each pass over all rows `passes` times. */
-static double speed(hyd_vec_dot_fn dot, hyd_vec_dot4_fn dot4, int64_t n, const struct rows *m, const void *x,
-		    int passes, int repeats)
+static double speed(hyd_vec_dot_fn dot, hyd_vec_dot4_fn dot4, enum layout layout, int64_t n,
+		    const struct rows *m, const void *x, int passes, int repeats)
 {
 	static float y[4];
 	double v[MAX_REPEATS];
 	volatile float sink = 0;
+	const int64_t quarter = m->n_rows / 4;
 	for (int rep = 0; rep <= repeats; rep++) { /* the first pass warms up */
 		const double t0 = cpu_s();
 		for (int p = 0; p < passes; p++)
 			for (int64_t r = 0; r < m->n_rows; r += 4) {
 				const char *w = m->w + r * m->row_bytes;
-				if (dot4) {
+				if (layout == STREAMS) {
+					dot4(n, m->w + r / 4 * m->row_bytes, quarter * m->row_bytes, x, y);
+				} else if (layout == CONSECUTIVE) {
 					dot4(n, w, m->row_bytes, x, y);
 				} else {
 					for (int k = 0; k < 4; k++)
@@ -123,12 +133,15 @@ int main(int argc, char **argv)
 			/* a level without its own kernel falls back to a lower one: skip the repeat */
 			if (dot == hyd__quant_vec_dot_at(t, (enum hyd_simd)(l - 1)) && l > 1)
 				continue;
-			for (int four = 0; four <= (dot4 != NULL); four++) {
-				const hyd_vec_dot4_fn d4 = four ? dot4 : NULL;
+			static const char *const layout_names[] = { "single-row", "four-row, consecutive rows",
+								    "four-row, four streams" };
+			for (int lay = SINGLE; lay <= (dot4 ? STREAMS : SINGLE); lay++) {
+				const bool four = lay != SINGLE;
 				printf("| %s | %s %s | %.1f | %.1f | %s |\n", hyd_type_name(t), level_names[l],
-				       four ? "four-row" : "single-row", speed(dot, d4, n, &l2, x, l2_passes, repeats),
-				       speed(dot, d4, n, &dram, x, 1, repeats),
-				       (four ? tr->vec_dot4 == d4 : tr->vec_dot == dot && !tr->vec_dot4) ? "yes" :
+				       layout_names[lay], speed(dot, dot4, (enum layout)lay, n, &l2, x, l2_passes, repeats),
+				       speed(dot, dot4, (enum layout)lay, n, &dram, x, 1, repeats),
+				       (four ? tr->vec_dot4 == dot4 : tr->vec_dot == dot && !tr->vec_dot4) ?
+					       (lay == STREAMS ? "yes (decode)" : lay == CONSECUTIVE ? "yes (prefill)" : "yes") :
 				       (!four && tr->vec_dot == dot) ? "(tails)" : "");
 				fflush(stdout);
 			}
