@@ -475,8 +475,10 @@ static int do_restore(struct hydd *d, struct hyd_conn *c, const struct hyd_reque
 			r = -ESTALE;
 		FAIL(r, "cannot restore %s: %s", path, err[0] ? err : strerror(-r));
 	}
-	const char *label = hyd__sess_label(s);
-	if (!m.name[0] && name_taken(d, uid, label)) {
+	if (!m.name[0] && name_taken(d, uid, hyd__sess_label(s))) {
+		/* the label lives in the session: copy it before the session goes */
+		char label[sizeof(m.name)];
+		snprintf(label, sizeof(label), "%s", hyd__sess_label(s));
 		hyd__sess_delete(s);
 		FAIL(-EEXIST, "the snapshot's session name '%s' is in use: restore it under another name", label);
 	}

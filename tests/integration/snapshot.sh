@@ -32,6 +32,12 @@ rid2=$(H session restore "$T/snaps/s1.snap") || fail "second restore"
 [ "$rid2" != "$rid" ] || fail "restore reused an id"
 H --session "$rid2" -n $N2 --temp 0 </dev/null >"$T/cont2" || fail "continue 2"
 same_file "$T/cont" "$T/cont2" "second restore"
+# that restore took the snapshot's own name ("orig"); a third one without a name finds it taken:
+# a clear error, and the daemon goes on serving (it once printed the name from freed memory)
+H session restore "$T/snaps/s1.snap" >/dev/null 2>"$T/taken.err" && fail "restoring under a taken name succeeded"
+grep -q "'orig' is in use" "$T/taken.err" || fail "unclear error for a taken name: $(cat "$T/taken.err")"
+H session show orig >/dev/null || fail "the session named orig is gone"
+H --session "$rid2" -n 5 --temp 0 </dev/null >/dev/null || fail "the daemon stopped serving after the refused restore"
 # not a snapshot
 echo garbage >"$T/bad.snap"
 H session restore "$T/bad.snap" >/dev/null 2>"$T/bad.err" && fail "restoring garbage succeeded"
