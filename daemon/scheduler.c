@@ -344,6 +344,9 @@ static void finish(struct hyd_sched *sc, struct hyd_sched_job *j, uint32_t reaso
 
 static int hold_add(struct hyd_sched_job *j, const char *text, size_t n)
 {
+	/* a token that completes no character yet (the first bytes of one) adds nothing */
+	if (n == 0)
+		return 0;
 	if (j->hold_len + n > j->hold_cap) {
 		size_t cap = (j->hold_len + n) * 2 + 64;
 		char *h = hyd_realloc(j->hold, cap);
@@ -367,7 +370,8 @@ static int emit(struct hyd_sched *sc, struct hyd_sched_job *j, int32_t tok, cons
 		return r;
 	size_t send = j->hold_len, keep = 0;
 	bool stopped = false;
-	for (uint32_t i = 0; i < j->g.n_stop; i++) {
+	/* the hold is NULL until the first text arrives: no mem* call may see it empty */
+	for (uint32_t i = 0; i < j->g.n_stop && j->hold_len; i++) {
 		const char *m = memmem(j->hold, j->hold_len, j->g.stop[i], j->g.stop_len[i]);
 		if (m && (size_t)(m - j->hold) < send) {
 			send = (size_t)(m - j->hold);
@@ -391,7 +395,8 @@ static int emit(struct hyd_sched *sc, struct hyd_sched_job *j, int32_t tok, cons
 		if (r < 0)
 			return r;
 	}
-	memmove(j->hold, j->hold + send, j->hold_len - send);
+	if (send)
+		memmove(j->hold, j->hold + send, j->hold_len - send);
 	j->hold_len -= send;
 	if (stopped)
 		j->hold_len = 0;
