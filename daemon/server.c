@@ -750,7 +750,9 @@ static void take_fragment(struct hyd_conn *c, const struct hyd_msg_hdr *h)
 		c->frag = n;
 		c->frag_cap = cap;
 	}
-	memcpy(c->frag + c->frag_len, c->rx, h->len);
+	/* a fragment may be empty, and the buffer may not exist yet */
+	if (h->len)
+		memcpy(c->frag + c->frag_len, c->rx, h->len);
 	c->frag_len += h->len;
 	if (h->flags & HYD_MSGF_CONT)
 		return;

@@ -689,6 +689,35 @@ START_TEST(test_malformed_clients)
 }
 END_TEST
 
+/* Fragments may be empty, the first one too (the daemon joined them with a memcpy from a
+ * buffer not yet allocated): a LIST sent as an empty fragment and an empty last fragment is
+ * answered like any other. */
+START_TEST(test_empty_fragments)
+{
+	struct harness h;
+	harness_start(&h, _i, 0, 0);
+	struct hyd_shm s;
+	int fd = raw_connect(h.path, &s);
+	ck_assert_int_eq(hyd__ring_write(&s.req, HYD_REQ_LIST, HYD_MSGF_CONT, 1, NULL, 0), 0);
+	ck_assert_int_eq(hyd__ring_write(&s.req, HYD_REQ_LIST, 0, 1, NULL, 0), 0);
+	raw_send(fd, &s);
+	uint8_t buf[4096];
+	struct hyd_msg_hdr hdr;
+	int r = 0;
+	for (int i = 0; i < 10000 && r == 0; i++) {
+		r = hyd__ring_read(&s.evt, &hdr, buf, sizeof(buf));
+		if (r == 0)
+			usleep(1000);
+	}
+	ck_assert_int_eq(r, 1);
+	ck_assert_uint_eq(hdr.type, HYD_EVT_OK); /* no sessions: no items, then OK */
+	ck_assert_uint_eq(hdr.id, 1);
+	close(fd);
+	hyd__shm_release(&s);
+	harness_stop(&h);
+}
+END_TEST
+
 /* A client that stops reading: its events queue up, then it is dropped; others carry on. */
 START_TEST(test_slow_reader)
 {
@@ -842,6 +871,7 @@ static Suite *server_suite(void)
 	tcase_add_loop_test(tc, test_generate, 0, 2);
 	tcase_add_loop_test(tc, test_client_killed, 0, 2);
 	tcase_add_loop_test(tc, test_malformed_clients, 0, 2);
+	tcase_add_loop_test(tc, test_empty_fragments, 0, 2);
 	tcase_add_loop_test(tc, test_slow_reader, 0, 2);
 	tcase_add_loop_test(tc, test_slow_reader_dropped, 0, 2);
 	tcase_add_loop_test(tc, test_post_timer_stop, 0, 2);
