@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "daemon/handlers.h"
+#include "daemon/text_safe.h"
 #include "daemon/tokenizer.h"
 #include "engine/alloc.h"
 
@@ -32,6 +33,8 @@ void hyd__hydd_vlog(const struct hydd *d, int level, const char *fmt, va_list ap
 		return;
 	char buf[1024];
 	vsnprintf(buf, sizeof(buf), fmt, ap);
+	/* one entry per line, whatever names and paths the message quotes */
+	hyd__scrub_controls(buf);
 	fprintf(stderr, "<%d>hydd: %s\n", level, buf);
 }
 
@@ -193,6 +196,8 @@ static int do_create(struct hydd *d, struct hyd_conn *c, const struct hyd_reques
 	memcpy(&m, req->payload, sizeof(m));
 	const uint32_t uid = hyd_server_conn_uid(c);
 	char err[256];
+	if (!hyd__no_controls(m.name))
+		FAIL(-EINVAL, "a session name may not contain control characters");
 	if (m.max_ctx > d->smodel.max_ctx)
 		FAIL(-E2BIG, "max_ctx %u exceeds the daemon's --max-context of %u tokens", m.max_ctx,
 		     d->smodel.max_ctx);
@@ -356,6 +361,8 @@ static int do_fork(struct hydd *d, struct hyd_conn *c, const struct hyd_request 
 	struct hyd_sched_sess *e = session_or_fail(d, c, req, m.session, false), *ne;
 	if (!e)
 		return 0;
+	if (!hyd__no_controls(m.name))
+		FAIL(-EINVAL, "a session name may not contain control characters");
 	if (name_taken(d, uid, m.name))
 		FAIL(-EEXIST, "a session named '%s' exists", m.name);
 	if (hyd__sched_n_sessions(d->sc) >= d->max_sessions)
@@ -464,6 +471,8 @@ static int do_restore(struct hydd *d, struct hyd_conn *c, const struct hyd_reque
 			      sizeof(err));
 	if (r < 0)
 		FAIL(r, "%s", err);
+	if (!hyd__no_controls(m.name))
+		FAIL(-EINVAL, "a session name may not contain control characters");
 	if (name_taken(d, uid, m.name))
 		FAIL(-EEXIST, "a session named '%s' exists", m.name);
 	if (hyd__sched_n_sessions(d->sc) >= d->max_sessions)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "daemon/server_internal.h"
+#include "daemon/text_safe.h"
 #include "engine/alloc.h"
 #include "ipc/socket.h"
 
@@ -693,6 +694,8 @@ int hyd_server_send_error(struct hyd_conn *c, uint64_t id, int err, const char *
 	} else {
 		snprintf(msg, sizeof(msg), "%s", strerror(err < 0 ? -err : err));
 	}
+	/* the client prints it: nothing in a quoted name or path may drive its terminal */
+	hyd__scrub_controls(msg);
 	struct hyd_wire_error e = { .err = err < 0 ? err : -EIO, .msg_len = (uint32_t)strlen(msg) };
 	struct iovec v[2] = { { &e, sizeof(e) }, { msg, e.msg_len } };
 	return hyd_server_sendv(c, HYD_EVT_ERROR, id, v, 2);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "daemon/session_internal.h"
+#include "daemon/text_safe.h"
 #include "engine/alloc.h"
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -21,6 +22,8 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
+		/* the message may quote strings of the file */
+		hyd__scrub_controls(err);
 	}
 	return rc;
 }
@@ -65,6 +68,8 @@ int hyd__sess_validate_hdr(const struct hyd_sess_hdr *h, uint64_t file_size, con
 		return BAD("token capacity %u out of range", h->max_ctx);
 	if (!nul_terminated(h->label, sizeof(h->label)))
 		return BAD("label is not terminated");
+	if (!hyd__no_controls(h->label))
+		return BAD("label has control characters");
 	if (h->layers_off != sizeof(*h))
 		return BAD("layer table at offset %llu, expected %zu", (unsigned long long)h->layers_off, sizeof(*h));
 	const uint64_t layers_end = h->layers_off + (uint64_t)h->n_layer * sizeof(struct hyd_sess_layer);

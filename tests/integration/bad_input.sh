@@ -40,6 +40,11 @@ long=$(yes "the cat sat on the mat and" | head -n 80 | tr '\n' ' ')
 expect 1 "" "prompt over --max-context" -- H --session good -n 4 -p "$long"
 # a session larger than --max-context
 expect 1 "" "session new --ctx over the limit" -- H session new --ctx 100000
+# names and paths come back in messages and go to the log: no control character gets through
+# (a newline in the log would start an entry of the client's choosing)
+expect 1 "control characters" "a name with a newline" -- H session new "$(printf 'evil\n<2>hydd: forged')"
+expect 1 "a?b" "a path with a newline, quoted harmlessly" -- H session restore "$(printf '/nonexistent/a\nb')"
+grep -q "^<2>hydd: forged" "$T/bad.log" && fail "a client forged a log entry"
 # generating past the context stops at the end of it (not an error)
 H session new edge >/dev/null || fail "session new"
 H --session edge -n 1000 --temp 0 -p "$P" >"$T/edge" 2>"$T/edge.err" || fail "generation to the end of the context: $(cat "$T/edge.err")"
