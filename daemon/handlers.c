@@ -196,8 +196,8 @@ static int do_create(struct hydd *d, struct hyd_conn *c, const struct hyd_reques
 	memcpy(&m, req->payload, sizeof(m));
 	const uint32_t uid = hyd_server_conn_uid(c);
 	char err[256];
-	if (!hyd__no_controls(m.name))
-		FAIL(-EINVAL, "a session name may not contain control characters");
+	if (!hyd__text_ok(m.name))
+		FAIL(-EINVAL, "a session name must be UTF-8 text without control characters");
 	if (m.max_ctx > d->smodel.max_ctx)
 		FAIL(-E2BIG, "max_ctx %u exceeds the daemon's --max-context of %u tokens", m.max_ctx,
 		     d->smodel.max_ctx);
@@ -361,8 +361,8 @@ static int do_fork(struct hydd *d, struct hyd_conn *c, const struct hyd_request 
 	struct hyd_sched_sess *e = session_or_fail(d, c, req, m.session, false), *ne;
 	if (!e)
 		return 0;
-	if (!hyd__no_controls(m.name))
-		FAIL(-EINVAL, "a session name may not contain control characters");
+	if (!hyd__text_ok(m.name))
+		FAIL(-EINVAL, "a session name must be UTF-8 text without control characters");
 	if (name_taken(d, uid, m.name))
 		FAIL(-EEXIST, "a session named '%s' exists", m.name);
 	if (hyd__sched_n_sessions(d->sc) >= d->max_sessions)
@@ -471,8 +471,8 @@ static int do_restore(struct hydd *d, struct hyd_conn *c, const struct hyd_reque
 			      sizeof(err));
 	if (r < 0)
 		FAIL(r, "%s", err);
-	if (!hyd__no_controls(m.name))
-		FAIL(-EINVAL, "a session name may not contain control characters");
+	if (!hyd__text_ok(m.name))
+		FAIL(-EINVAL, "a session name must be UTF-8 text without control characters");
 	if (name_taken(d, uid, m.name))
 		FAIL(-EEXIST, "a session named '%s' exists", m.name);
 	if (hyd__sched_n_sessions(d->sc) >= d->max_sessions)

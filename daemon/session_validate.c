@@ -68,8 +68,8 @@ int hyd__sess_validate_hdr(const struct hyd_sess_hdr *h, uint64_t file_size, con
 		return BAD("token capacity %u out of range", h->max_ctx);
 	if (!nul_terminated(h->label, sizeof(h->label)))
 		return BAD("label is not terminated");
-	if (!hyd__no_controls(h->label))
-		return BAD("label has control characters");
+	if (!hyd__text_ok(h->label))
+		return BAD("label is not UTF-8 text without control characters");
 	if (h->layers_off != sizeof(*h))
 		return BAD("layer table at offset %llu, expected %zu", (unsigned long long)h->layers_off, sizeof(*h));
 	const uint64_t layers_end = h->layers_off + (uint64_t)h->n_layer * sizeof(struct hyd_sess_layer);

@@ -354,7 +354,7 @@ static void expect_reject(struct hyd__sess_store *st, const char *id, uint32_t a
 enum corruption {
 	C_MAGIC, C_VERSION, C_SIZE_FIELD, C_FILE_SHORT, C_FIXED_PAST_END, C_PAGES_PAST_END, C_OVERLAP,
 	C_OVERLAP_HEADER, C_POS_OVER_CAP, C_PAGES_SHORT, C_NPAGES_OVER, C_NLAYER, C_LABEL, C_FLAGS, C_MODE,
-	C_KIND, C_LABEL_CONTROL, C_KIND_CONTROL, C_N
+	C_KIND, C_LABEL_CONTROL, C_LABEL_UTF8, C_KIND_CONTROL, C_N
 };
 
 static const char *corrupt(const char *id, enum corruption c)
@@ -433,7 +433,11 @@ static const char *corrupt(const char *id, enum corruption c)
 	case C_LABEL_CONTROL:
 		/* a name that would start a forged log entry where it is printed */
 		poke(id, offsetof(struct hyd_sess_hdr, label), "x\n<2>y", 7);
-		return "label has control characters";
+		return "label is not UTF-8 text";
+	case C_LABEL_UTF8:
+		/* a stray byte that an 8-bit terminal takes for a control (0x9b: CSI) */
+		poke(id, offsetof(struct hyd_sess_hdr, label), "x\x9b" "2J", 5);
+		return "label is not UTF-8 text";
 	case C_KIND_CONTROL:
 		/* quoted in the reason with its control character made harmless */
 		poke(id, lo + 2 * sizeof(L[0]), "ma\033[2J", 8);

@@ -42,7 +42,8 @@ expect 1 "" "prompt over --max-context" -- H --session good -n 4 -p "$long"
 expect 1 "" "session new --ctx over the limit" -- H session new --ctx 100000
 # names and paths come back in messages and go to the log: no control character gets through
 # (a newline in the log would start an entry of the client's choosing)
-expect 1 "control characters" "a name with a newline" -- H session new "$(printf 'evil\n<2>hydd: forged')"
+expect 1 "without control characters" "a name with a newline" -- H session new "$(printf 'evil\n<2>hydd: forged')"
+expect 1 "without control characters" "a name that is not UTF-8" -- H session new "$(printf 'a\377b')"
 expect 1 "a?b" "a path with a newline, quoted harmlessly" -- H session restore "$(printf '/nonexistent/a\nb')"
 grep -q "^<2>hydd: forged" "$T/bad.log" && fail "a client forged a log entry"
 # generating past the context stops at the end of it (not an error)
