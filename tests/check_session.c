@@ -440,7 +440,7 @@ static const char *corrupt(const char *id, enum corruption c)
 		return "label is not UTF-8 text";
 	case C_KIND_CONTROL:
 		/* quoted in the reason with its control character made harmless */
-		poke(id, lo + 2 * sizeof(L[0]), "ma\033[2J", 8);
+		poke(id, lo + 2 * sizeof(L[0]), "ma\033[2J", 7);
 		return "layer 2 is 'ma?[2J'";
 	case C_N:
 		break;
