@@ -46,7 +46,7 @@ struct fake {
 	uint64_t next_sess;
 	struct fake_gen gen[MAX_GEN];
 	_Atomic int connects, disconnects, timers, posts;
-	bool no_pause;           /* keep producing for clients that do not read */
+	_Atomic bool no_pause;   /* keep producing for clients that do not read (set while it runs) */
 };
 
 static struct fake_session *find_sess(struct fake *f, uid_t uid, uint64_t id, const char *name)

@@ -444,14 +444,18 @@ TILED_AVX2 static void attn_task_tiled_avx2(const struct attn_job *j, uint32_t r
  * order, one rounding per FMA); HYD_SIMD=scalar selects the reference. */
 static bool tiled_use_avx2(void)
 {
+	/* decided on first use, by whichever pool thread comes first: racing threads compute the
+	 * same value, but the word is shared, so it is read and written atomically */
 	static int use = -1;
-	if (use < 0) {
+	int u = __atomic_load_n(&use, __ATOMIC_RELAXED);
+	if (u < 0) {
 		const char *cap = getenv("HYD_SIMD");
 		__builtin_cpu_init();
-		use = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		      __builtin_cpu_supports("f16c") && !(cap && !strcmp(cap, "scalar"));
+		u = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+		    !(cap && !strcmp(cap, "scalar"));
+		__atomic_store_n(&use, u, __ATOMIC_RELAXED);
 	}
-	return use;
+	return u;
 }
 #endif
 
