@@ -2,7 +2,9 @@
  * and error messages that end up on terminals.  Control characters there could forge log
  * entries (hydd logs one line per entry to stderr, which journald reads: a newline starts a new
  * entry with a priority of the sender's choosing) or drive the reader's terminal (C0 and C1
- * controls; a stray byte of broken UTF-8 can be read as a C1 control by 8-bit terminals). */
+ * controls; a stray byte of broken UTF-8 can be read as a C1 control by 8-bit terminals).
+ * Stricter than the tokenizer's decoder (daemon/tokenizer_utf8.c), which accepts overlong forms
+ * and surrogates on purpose, as llama.cpp does. */
 #ifndef HYD_DAEMON_TEXT_SAFE_H
 #define HYD_DAEMON_TEXT_SAFE_H
 

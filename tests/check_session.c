@@ -18,6 +18,7 @@
 
 #include "daemon/session.h"
 #include "daemon/session_format.h"
+#include "daemon/text_safe.h"
 
 /* ------------------------------------------------------------------ fixture */
 
@@ -472,6 +473,37 @@ START_TEST(test_corruption)
 	path_of(id, path, sizeof(path));
 	ck_assert_int_eq(access(path, F_OK), 0); /* reported, never removed */
 	hyd__sess_store_close(st);
+}
+END_TEST
+
+/* What may be a session name (and is printed unchanged): well-formed UTF-8 without C0, DEL or
+ * C1 controls; the scrubbing of messages turns every other byte into '?'. */
+START_TEST(test_name_text_rules)
+{
+	static const char *const ok[] = { "abc", "trunk 2", "caf\xc3\xa9", "\xe4\xb8\xad\xe6\x96\x87",
+					  "\xf0\x9f\x98\x80", "\xc2\xa0nbsp", "\xf4\x8f\xbf\xbf", "" };
+	static const char *const bad[] = {
+		"a\nb",            /* C0 */
+		"a\x7f",           /* DEL */
+		"\xc2\x85",        /* C1 (NEL) */
+		"\xc2\x9b" "2J",   /* C1 (CSI) */
+		"\x9b" "2J",        /* a lone continuation byte */
+		"\xff",            /* never in UTF-8 */
+		"\xc0\xaf",        /* overlong '/' */
+		"\xe0\x80\xaf",    /* overlong */
+		"\xf0\x80\x80\xaf", /* overlong */
+		"\xed\xa0\x80",    /* surrogate */
+		"\xf4\x90\x80\x80", /* above U+10FFFF */
+		"\xe4\xb8",        /* cut short */
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		ck_assert_msg(hyd__text_ok(ok[i]), "refused ok[%zu]", i);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!hyd__text_ok(bad[i]), "accepted bad[%zu]", i);
+	char msg[] = "a\nb\xff" "c\xc2\x85" "d\xe4\xb8\xad\xe4\xb8";
+	hyd__scrub_controls(msg);
+	ck_assert_str_eq(msg, "a?b?c??d\xe4\xb8\xad??");
+	ck_assert(hyd__text_ok(msg));
 }
 END_TEST
 
@@ -989,6 +1021,7 @@ static Suite *session_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_create_attach);
 	tcase_add_test(tc, test_bad_ids);
+	tcase_add_test(tc, test_name_text_rules);
 	tcase_add_loop_test(tc, test_corruption, 0, C_N);
 	tcase_add_test(tc, test_foreign);
 	tcase_add_test(tc, test_list);
