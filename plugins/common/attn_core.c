@@ -166,12 +166,27 @@ int hyd__attn_state_layout(const void *layer, const struct hyd_state_limits *lim
 /* keys per chunk of the one-row (decode) kernel */
 #define DECODE_CHUNK 32
 
+/* query rows one task of the blocked tiled kernel takes (attn_block_tiled_avx2) */
+#define TILED_ROWS 32
+
+/* Floats per thread of the tiled kernels: the reference's f32 accumulator row and tile of
+ * scores, or the blocked kernel's K and V tiles in f32 and its rows' accumulators, running
+ * maxima and sums. */
+static uint64_t tiled_floats(const struct hyd_attn_layer *L)
+{
+	const uint64_t dk = L->hp.head_dim_k, dv = L->hp.head_dim_v;
+	const uint64_t dv_pad = (dv + 31) & ~(uint64_t)31;
+	const uint64_t ref = dv_pad + FA_TILE_KV;
+	const uint64_t block = FA_TILE_KV * (dk + dv) + TILED_ROWS * (dv + 2);
+	return ((ref > block ? ref : block) + 15) & ~(uint64_t)15;
+}
+
 /* Scratch: q, k, v, o rows for the batch (f32), q rows as f16, then per thread one f16
- * accumulator row and, for the tiled kernel, an f32 accumulator row and a tile of scores. */
+ * accumulator row (the one-row kernel) and the tiled kernels' floats. */
 static uint64_t acc_halves(const struct hyd_attn_layer *L)
 {
 	const uint64_t dv = ((uint64_t)L->hp.head_dim_v + 31) & ~(uint64_t)31;
-	return dv + 2 * (dv + FA_TILE_KV);
+	return dv + 2 * tiled_floats(L);
 }
 
 uint64_t hyd__attn_scratch_size(const void *layer, const struct hyd_state_limits *lim, uint32_t max_rows,
@@ -323,118 +338,259 @@ static void attn_task_tiled(const struct attn_job *j, uint32_t row, uint32_t h, 
 #define TILED_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define TILED_MAX_DK 512
 
-/* d[l] = sum over e in order of q[e] * k[l][e], one f32 FMA chain per key (k[l] NULL: 0). */
-TILED_AVX2 static void scores8_avx2(const float *q, const uint16_t *const *k, uint32_t dk, float *kf, float *d)
+/* hsum16's sum in the same order: the 16 floats folded in halves, 8, 4, 2, 1 */
+TILED_AVX2 static inline float hsum16_avx2(const float *x)
 {
-	for (uint32_t l = 0; l < 8; l++) {
-		float *row = kf + (uint64_t)l * dk;
-		if (!k[l]) {
-			memset(row, 0, dk * sizeof(float));
+	const __m256 h8 = _mm256_add_ps(_mm256_load_ps(x), _mm256_load_ps(x + 8));
+	const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+	const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+	return _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+}
+
+/* fmaxf(m, v) as the reference uses it, inline: NaN-ignoring; when they are equal either is
+ * the value (only the sign of a zero could differ, and nothing downstream tells them apart) */
+static inline float max_as_fmaxf(float m, float v)
+{
+	if (isnan(v))
+		return m;
+	return isnan(m) || v > m ? v : m;
+}
+
+/* The address of key t's K (v = 0) or V (v = 1) row of one KV head, or NULL outside [lo, hi]:
+ * those keys are never read (they may lie in pages the session does not have). */
+static inline const uint16_t *tile_row(const struct attn_job *j, const struct hyd_mixer_seq *s, uint32_t kvh,
+				       int v, uint32_t dim, uint32_t t, uint32_t lo, uint32_t hi)
+{
+	return t < lo || t > hi ? NULL : kv_row(j->L, s, j->b->limits, t, v) + (uint64_t)kvh * dim;
+}
+
+/* One tile's K, widened to f32 by F16C (exact) and transposed: kt[e * FA_TILE_KV + i] is
+ * element e of key t0 + i, so that eight keys' elements e are one vector.  Keys outside
+ * [lo, hi] are zeros.  Transposed eight keys by eight elements at a time. */
+TILED_AVX2 static void k_tile_transposed(const struct attn_job *j, const struct hyd_mixer_seq *s, uint32_t kvh,
+					 uint32_t dk, uint32_t t0, uint32_t lo, uint32_t hi, float *kt)
+{
+	for (uint32_t i0 = 0; i0 < FA_TILE_KV; i0 += 8) {
+		const uint16_t *k[8];
+		for (uint32_t l = 0; l < 8; l++)
+			k[l] = tile_row(j, s, kvh, 0, dk, t0 + i0 + l, lo, hi);
+		uint32_t e = 0;
+		for (; e + 8 <= dk; e += 8) {
+			__m256 r[8];
+			for (uint32_t l = 0; l < 8; l++)
+				r[l] = k[l] ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + e))) : _mm256_setzero_ps();
+			/* 8 x 8 transpose: r[l][c] -> out[c][l] */
+			const __m256 u0 = _mm256_unpacklo_ps(r[0], r[1]), u1 = _mm256_unpackhi_ps(r[0], r[1]);
+			const __m256 u2 = _mm256_unpacklo_ps(r[2], r[3]), u3 = _mm256_unpackhi_ps(r[2], r[3]);
+			const __m256 u4 = _mm256_unpacklo_ps(r[4], r[5]), u5 = _mm256_unpackhi_ps(r[4], r[5]);
+			const __m256 u6 = _mm256_unpacklo_ps(r[6], r[7]), u7 = _mm256_unpackhi_ps(r[6], r[7]);
+			const __m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xee);
+			const __m256 v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xee);
+			const __m256 v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xee);
+			const __m256 v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xee);
+			float *o = kt + (uint64_t)e * FA_TILE_KV + i0;
+			_mm256_storeu_ps(o, _mm256_permute2f128_ps(v0, v4, 0x20));
+			_mm256_storeu_ps(o + FA_TILE_KV, _mm256_permute2f128_ps(v1, v5, 0x20));
+			_mm256_storeu_ps(o + 2 * FA_TILE_KV, _mm256_permute2f128_ps(v2, v6, 0x20));
+			_mm256_storeu_ps(o + 3 * FA_TILE_KV, _mm256_permute2f128_ps(v3, v7, 0x20));
+			_mm256_storeu_ps(o + 4 * FA_TILE_KV, _mm256_permute2f128_ps(v0, v4, 0x31));
+			_mm256_storeu_ps(o + 5 * FA_TILE_KV, _mm256_permute2f128_ps(v1, v5, 0x31));
+			_mm256_storeu_ps(o + 6 * FA_TILE_KV, _mm256_permute2f128_ps(v2, v6, 0x31));
+			_mm256_storeu_ps(o + 7 * FA_TILE_KV, _mm256_permute2f128_ps(v3, v7, 0x31));
+		}
+		for (; e < dk; e++)
+			for (uint32_t l = 0; l < 8; l++)
+				kt[(uint64_t)e * FA_TILE_KV + i0 + l] = k[l] ? hyd_fp16_to_fp32(k[l][e]) : 0.0f;
+	}
+}
+
+/* One tile's V widened to f32, a row of dv floats per key (zeros outside [lo, hi]). */
+TILED_AVX2 static void v_tile(const struct attn_job *j, const struct hyd_mixer_seq *s, uint32_t kvh, uint32_t dv,
+			      uint32_t t0, uint32_t lo, uint32_t hi, float *vf)
+{
+	for (uint32_t i = 0; i < FA_TILE_KV; i++) {
+		float *row = vf + (uint64_t)i * dv;
+		const uint16_t *src = tile_row(j, s, kvh, 1, dv, t0 + i, lo, hi);
+		if (!src) {
+			memset(row, 0, dv * sizeof(float));
 			continue;
 		}
 		uint32_t e = 0;
-		for (; e + 8 <= dk; e += 8)
-			_mm256_storeu_ps(row + e, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k[l] + e))));
-		for (; e < dk; e++)
-			row[e] = hyd_fp16_to_fp32(k[l][e]);
+		for (; e + 8 <= dv; e += 8)
+			_mm256_storeu_ps(row + e, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + e))));
+		for (; e < dv; e++)
+			row[e] = hyd_fp16_to_fp32(src[e]);
 	}
-	float d0 = 0, d1 = 0, d2 = 0, d3 = 0, d4 = 0, d5 = 0, d6 = 0, d7 = 0;
-	const float *k0 = kf, *k1 = kf + dk, *k2 = kf + 2 * dk, *k3 = kf + 3 * dk, *k4 = kf + 4 * dk,
-		    *k5 = kf + 5 * dk, *k6 = kf + 6 * dk, *k7 = kf + 7 * dk;
-	for (uint32_t e = 0; e < dk; e++) {
-		const float qe = q[e];
-		d0 = __builtin_fmaf(qe, k0[e], d0);
-		d1 = __builtin_fmaf(qe, k1[e], d1);
-		d2 = __builtin_fmaf(qe, k2[e], d2);
-		d3 = __builtin_fmaf(qe, k3[e], d3);
-		d4 = __builtin_fmaf(qe, k4[e], d4);
-		d5 = __builtin_fmaf(qe, k5[e], d5);
-		d6 = __builtin_fmaf(qe, k6[e], d6);
-		d7 = __builtin_fmaf(qe, k7[e], d7);
-	}
-	d[0] = d0, d[1] = d1, d[2] = d2, d[3] = d3, d[4] = d4, d[5] = d5, d[6] = d6, d[7] = d7;
 }
 
-TILED_AVX2 static void attn_task_tiled_avx2(const struct attn_job *j, uint32_t row, uint32_t h, uint32_t thread)
+/* The tile's 64 scores of one query row q, keys in the lanes: key i is one FMA chain over
+ * e = 0..dk-1 in order, as the reference computes q.k; eight vectors side by side. */
+TILED_AVX2 static void scores_row(const float *q, const float *kt, uint32_t dk, float *sc)
+{
+	__m256 d0 = _mm256_setzero_ps(), d1 = d0, d2 = d0, d3 = d0, d4 = d0, d5 = d0, d6 = d0, d7 = d0;
+	for (uint32_t e = 0; e < dk; e++) {
+		const __m256 qe = _mm256_broadcast_ss(q + e);
+		const float *k = kt + (uint64_t)e * FA_TILE_KV;
+		d0 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k), d0);
+		d1 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 8), d1);
+		d2 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 16), d2);
+		d3 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 24), d3);
+		d4 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 32), d4);
+		d5 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 40), d5);
+		d6 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 48), d6);
+		d7 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 56), d7);
+	}
+	_mm256_storeu_ps(sc, d0), _mm256_storeu_ps(sc + 8, d1), _mm256_storeu_ps(sc + 16, d2);
+	_mm256_storeu_ps(sc + 24, d3), _mm256_storeu_ps(sc + 32, d4), _mm256_storeu_ps(sc + 40, d5);
+	_mm256_storeu_ps(sc + 48, d6), _mm256_storeu_ps(sc + 56, d7);
+}
+
+/* acc[d] = fma(p[i], vf[i][d], acc[d]) for keys i = a..b in order: per element the chain the
+ * reference runs, eight independent chains at a time. */
+TILED_AVX2 static void pv_steps(float *acc, const float *p, const float *vf, uint32_t dv, uint32_t a, uint32_t b)
+{
+	uint32_t d0 = 0;
+	for (; d0 + 64 <= dv; d0 += 64) {
+		__m256 a0 = _mm256_loadu_ps(acc + d0), a1 = _mm256_loadu_ps(acc + d0 + 8);
+		__m256 a2 = _mm256_loadu_ps(acc + d0 + 16), a3 = _mm256_loadu_ps(acc + d0 + 24);
+		__m256 a4 = _mm256_loadu_ps(acc + d0 + 32), a5 = _mm256_loadu_ps(acc + d0 + 40);
+		__m256 a6 = _mm256_loadu_ps(acc + d0 + 48), a7 = _mm256_loadu_ps(acc + d0 + 56);
+		for (uint32_t i = a; i <= b; i++) {
+			const __m256 w = _mm256_broadcast_ss(p + i);
+			const float *v = vf + (uint64_t)i * dv + d0;
+			a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
+			a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
+			a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
+			a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
+			a4 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 32), a4);
+			a5 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 40), a5);
+			a6 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 48), a6);
+			a7 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 56), a7);
+		}
+		_mm256_storeu_ps(acc + d0, a0), _mm256_storeu_ps(acc + d0 + 8, a1);
+		_mm256_storeu_ps(acc + d0 + 16, a2), _mm256_storeu_ps(acc + d0 + 24, a3);
+		_mm256_storeu_ps(acc + d0 + 32, a4), _mm256_storeu_ps(acc + d0 + 40, a5);
+		_mm256_storeu_ps(acc + d0 + 48, a6), _mm256_storeu_ps(acc + d0 + 56, a7);
+	}
+	for (; d0 + 8 <= dv; d0 += 8) {
+		__m256 a0 = _mm256_loadu_ps(acc + d0);
+		for (uint32_t i = a; i <= b; i++)
+			a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + i), _mm256_loadu_ps(vf + (uint64_t)i * dv + d0), a0);
+		_mm256_storeu_ps(acc + d0, a0);
+	}
+	for (; d0 < dv; d0++)
+		for (uint32_t i = a; i <= b; i++)
+			acc[d0] = __builtin_fmaf(p[i], vf[(uint64_t)i * dv + d0], acc[d0]);
+}
+
+/* max over sc[a..b] * scale of the reference's fmaxf chain (NaN-ignoring; -inf if all NaN),
+ * writing the scaled scores back.  A multiply rounds the same in a vector lane. */
+TILED_AVX2 static float scale_and_max(float *sc, float scale, uint32_t a, uint32_t b)
+{
+	const __m256 vs = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
+	__m256 m = ninf;
+	uint32_t i = a;
+	for (; i + 8 <= b + 1; i += 8) {
+		const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(sc + i), vs);
+		_mm256_storeu_ps(sc + i, x);
+		m = _mm256_max_ps(m, _mm256_blendv_ps(x, ninf, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
+	}
+	_Alignas(32) float l[8];
+	_mm256_store_ps(l, m);
+	float mx = -INFINITY;
+	for (int k = 0; k < 8; k++)
+		mx = l[k] > mx ? l[k] : mx;
+	for (; i <= b; i++) {
+		sc[i] *= scale;
+		mx = max_as_fmaxf(mx, sc[i]);
+	}
+	return mx;
+}
+
+/* Up to TILED_ROWS consecutive query rows of one sequence, one head, of ggml's tiled flash
+ * attention: each row gets exactly what attn_task_tiled computes for it (the same tiles, FMA
+ * chains, roundings and order), but each tile of K and V is widened to f32 once for all the
+ * rows, K transposed so that a row's scores run eight keys to a vector instead of one scalar
+ * chain per key, and the V steps keep eight vectors of the accumulator in registers. */
+TILED_AVX2 static void attn_block_tiled_avx2(const struct attn_job *j, uint32_t row0, uint32_t n_rows, uint32_t h,
+					     uint32_t thread)
 {
 	const struct hyd_attn_layer *L = j->L;
 	const struct hyd_mixer_hparams *hp = &L->hp;
-	const struct hyd_mixer_seq *s = &j->b->seqs[j->row_seq[row]];
-	const struct hyd_state_limits *lim = j->b->limits;
-	uint32_t first, p;
-	visible_span(j, row, &first, &p);
+	const struct hyd_mixer_seq *s = &j->b->seqs[j->row_seq[row0]];
 	const uint32_t kvh = h / (hp->n_head / hp->n_head_kv);
 	const uint32_t dk = hp->head_dim_k, dv = hp->head_dim_v;
 	const uint64_t dv_pad = ((uint64_t)dv + 31) & ~(uint64_t)31;
-	const float *q = j->q32 + (uint64_t)row * L->q_dim + (uint64_t)h * dk;
-	float *acc = (float *)(j->acc + (uint64_t)thread * j->acc_stride + dv_pad);
-	float *sc = acc + dv_pad;
+	float *kt = (float *)(j->acc + (uint64_t)thread * j->acc_stride + dv_pad);
+	float *vf = kt + (uint64_t)FA_TILE_KV * dk;
+	float *acc = vf + (uint64_t)FA_TILE_KV * dv;
+	float *Ms = acc + (uint64_t)TILED_ROWS * dv, *Ss = Ms + TILED_ROWS;
 	float scale = L->scale;
 	if (hp->attn_softcap > 0)
 		scale /= hp->attn_softcap;
-	memset(acc, 0, dv * sizeof(float));
-	float kf[8 * TILED_MAX_DK];
-	float S = 0, M = -INFINITY;
-	for (uint32_t t0 = first - first % FA_TILE_KV; t0 <= p; t0 += FA_TILE_KV) {
-		float tmax = -INFINITY;
-		for (uint32_t i0 = 0; i0 < FA_TILE_KV; i0 += 8) {
-			/* eight keys at a time: eight independent FMA chains, each over e = 0..dk-1 in
-			 * order as the reference computes it, with K widened by F16C (exact) */
-			const uint16_t *kr[8];
-			for (uint32_t l = 0; l < 8; l++) {
-				const uint32_t t = t0 + i0 + l;
-				kr[l] = t < first || t > p ? NULL : kv_row(L, s, lim, t, 0) + (uint64_t)kvh * dk;
-			}
-			float d[8];
-			scores8_avx2(q, kr, dk, kf, d);
-			for (uint32_t l = 0; l < 8; l++) {
-				const uint32_t i = i0 + l;
-				if (!kr[l]) {
-					sc[i] = -INFINITY;
-					continue;
-				}
-				float v = d[l] * scale;
-				if (hp->attn_softcap > 0)
-					v = tanhf(v) * hp->attn_softcap;
-				sc[i] = v;
-				tmax = fmaxf(tmax, v);
-			}
-		}
-		if (tmax == -INFINITY)
-			continue;
-		const float mnew = fmaxf(M, tmax);
-		if (mnew > M) {
-			const float ms = expf(M - mnew);
-			for (uint32_t d = 0; d < dv; d++)
-				acc[d] *= ms;
-			S *= ms;
-		}
-		M = mnew;
-		for (uint32_t i = 0; i < FA_TILE_KV; i++)
-			sc[i] = expf(sc[i] - mnew);
-		double sum = 0;
-		for (uint32_t i = 0; i < FA_TILE_KV; i += 16)
-			sum += hsum16(sc + i);
-		S += (float)sum;
-		for (uint32_t i = 0; i < FA_TILE_KV; i++) {
-			const uint32_t t = t0 + i;
-			if (t < first || t > p)
+	uint32_t first[TILED_ROWS], last[TILED_ROWS], lo = UINT32_MAX, hi = 0;
+	for (uint32_t r = 0; r < n_rows; r++) {
+		visible_span(j, row0 + r, &first[r], &last[r]);
+		lo = first[r] < lo ? first[r] : lo;
+		hi = last[r] > hi ? last[r] : hi;
+		Ms[r] = -INFINITY, Ss[r] = 0;
+	}
+	memset(acc, 0, (uint64_t)n_rows * dv * sizeof(float));
+	for (uint32_t t0 = lo - lo % FA_TILE_KV; t0 <= hi; t0 += FA_TILE_KV) {
+		k_tile_transposed(j, s, kvh, dk, t0, lo, hi, kt);
+		v_tile(j, s, kvh, dv, t0, lo, hi, vf);
+		for (uint32_t r = 0; r < n_rows; r++) {
+			/* the tiles this row's own loop visits */
+			if (t0 + FA_TILE_KV <= first[r] - first[r] % FA_TILE_KV || t0 > last[r])
 				continue;
-			const uint16_t *vr = kv_row(L, s, lim, t, 1) + (uint64_t)kvh * dv;
-			/* per lane one fused multiply-add, one rounding: identical to fmaf */
-			const __m256 pv = _mm256_set1_ps(sc[i]);
-			uint32_t d = 0;
-			for (; d + 8 <= dv; d += 8)
-				_mm256_storeu_ps(acc + d, _mm256_fmadd_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + d))),
-									  _mm256_loadu_ps(acc + d)));
-			for (; d < dv; d++)
-				acc[d] = __builtin_fmaf(sc[i], hyd_fp16_to_fp32(vr[d]), acc[d]);
+			/* the row's keys in this tile: [ka, kb]; the others' scores are -inf, their
+			 * weights expf(-inf) = +0, and the reference skips their V rows */
+			const uint32_t ka = first[r] > t0 ? first[r] - t0 : 0;
+			const uint32_t kb = last[r] - t0 < FA_TILE_KV - 1 ? last[r] - t0 : FA_TILE_KV - 1;
+			_Alignas(32) float sc[FA_TILE_KV];
+			scores_row(j->q32 + (uint64_t)(row0 + r) * L->q_dim + (uint64_t)h * dk, kt, dk, sc);
+			float tmax;
+			if (hp->attn_softcap > 0) {
+				tmax = -INFINITY;
+				for (uint32_t i = ka; i <= kb; i++) {
+					sc[i] = tanhf(sc[i] * scale) * hp->attn_softcap;
+					tmax = max_as_fmaxf(tmax, sc[i]);
+				}
+			} else {
+				tmax = scale_and_max(sc, scale, ka, kb);
+			}
+			if (tmax == -INFINITY)
+				continue;
+			float *a = acc + (uint64_t)r * dv;
+			const float mnew = fmaxf(Ms[r], tmax);
+			if (mnew > Ms[r]) {
+				const float ms = expf(Ms[r] - mnew);
+				const __m256 vms = _mm256_set1_ps(ms);
+				uint32_t d = 0;
+				for (; d + 8 <= dv; d += 8)
+					_mm256_storeu_ps(a + d, _mm256_mul_ps(_mm256_loadu_ps(a + d), vms));
+				for (; d < dv; d++)
+					a[d] *= ms;
+				Ss[r] *= ms;
+			}
+			Ms[r] = mnew;
+			_Alignas(32) float e[FA_TILE_KV] = { 0 };
+			for (uint32_t i = ka; i <= kb; i++)
+				e[i] = expf(sc[i] - mnew);
+			double sum = 0;
+			for (uint32_t i = 0; i < FA_TILE_KV; i += 16)
+				sum += hsum16_avx2(e + i);
+			Ss[r] += (float)sum;
+			pv_steps(a, e, vf, dv, ka, kb);
 		}
 	}
-	float *o = j->o + (uint64_t)row * hp->n_head * dv + (uint64_t)h * dv;
-	const float inv = S == 0 ? 0 : 1.0f / S;
-	for (uint32_t d = 0; d < dv; d++)
-		o[d] = acc[d] * inv;
+	for (uint32_t r = 0; r < n_rows; r++) {
+		float *o = j->o + (uint64_t)(row0 + r) * hp->n_head * dv + (uint64_t)h * dv;
+		const float *a = acc + (uint64_t)r * dv;
+		const float inv = Ss[r] == 0 ? 0 : 1.0f / Ss[r];
+		for (uint32_t d = 0; d < dv; d++)
+			o[d] = a[d] * inv;
+	}
 }
 
 #endif
@@ -471,7 +627,13 @@ static void attn_task(void *arg, uint32_t task, uint32_t thread)
 	if (j->tiled[row]) {
 #if defined(__x86_64__)
 		if (tiled_use_avx2() && L->hp.head_dim_k <= TILED_MAX_DK) {
-			attn_task_tiled_avx2(j, row, h, thread);
+			/* the first row of each block of TILED_ROWS rows of its sequence takes the
+			 * block; the other rows' tasks are empty */
+			const struct hyd_mixer_seq *s = &j->b->seqs[j->row_seq[row]];
+			const uint32_t k = row - s->row0;
+			if (k % TILED_ROWS == 0)
+				attn_block_tiled_avx2(j, row, s->n_rows - k < TILED_ROWS ? s->n_rows - k : TILED_ROWS, h,
+						      thread);
 			return;
 		}
 #endif
