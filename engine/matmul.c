@@ -47,6 +47,7 @@ struct mm_job {
 	const uint8_t *alone; /* per row, or NULL: none alone */
 	hyd_gemm2x2_fn dot2x2; /* 2 outputs x 2 rows at once in dot's order, or NULL */
 	hyd_vec_dot4_fn dot4;  /* 4 outputs x 1 row, same bits as dot and dot1, or NULL */
+	hyd_vec_dot4x2_fn dot4x2; /* 4 outputs x 2 rows, same bits as dot4, or NULL */
 	int64_t w_stride;     /* bytes per weight row */
 	const char *x;        /* converted activation rows */
 	int64_t x_stride;     /* bytes per converted row */
@@ -124,7 +125,16 @@ static void mm_task(void *arg, uint32_t task, uint32_t thread)
 			if (job->dot4)
 				for (; o + 4 <= o1; o += 4) {
 					const char *wr = part->w + o * job->w_stride;
-					for (int64_t r = r0; r < r1; r++) {
+					int64_t r = r0;
+					if (job->dot4x2)
+						for (; r + 2 <= r1; r += 2) {
+							float out[8];
+							job->dot4x2(job->n_in, wr, job->w_stride, job->x + r * job->x_stride,
+								    job->x + (r + 1) * job->x_stride, out);
+							memcpy(&part->y[r * part->ldy + o], out, 4 * sizeof(float));
+							memcpy(&part->y[(r + 1) * part->ldy + o], out + 4, 4 * sizeof(float));
+						}
+					for (; r < r1; r++) {
 						float out[4];
 						job->dot4(job->n_in, wr, job->w_stride, job->x + r * job->x_stride, out);
 						memcpy(&part->y[r * part->ldy + o], out, sizeof(out));
@@ -256,6 +266,7 @@ int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct 
 	}
 	/* the four-row kernel gives vec_dot's bits, so it serves shared and alone rows alike */
 	j.dot4 = tr->vec_dot4;
+	j.dot4x2 = tr->vec_dot4x2;
 	/* rows alone in their step all use vec_dot: when every row is, no row needs the other order */
 	bool all_alone = alone != NULL;
 	for (int64_t r = 0; all_alone && r < n_rows; r++)
@@ -268,6 +279,7 @@ int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct 
 		j.dot = hyd__f16_gemm_dot();
 		j.dot2x2 = hyd__f16_gemm_2x2();
 		j.dot4 = NULL;
+		j.dot4x2 = NULL;
 	}
 	if (tr->vec_dot_type == HYD_TYPE_F32) {
 		j.x = (const char *)X;

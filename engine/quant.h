@@ -140,6 +140,10 @@ void hyd__q4_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void 
 void hyd__q4_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 void hyd__q5_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 void hyd__q6_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
+/* The four rows against two activation rows: out[k] for x0, out[4 + k] for x1, each bit for
+ * bit the four-row kernel's (prefill) */
+void hyd__q4_k_dot4x2_avx2(int64_t n, const void *w, int64_t w_stride, const void *x0, const void *x1,
+			   float *ret_out);
 void hyd__q8_0_from_float_avx2(const float *src, void *dst, int64_t n);
 void hyd__q8_k_from_float_avx2(const float *src, void *dst, int64_t n);
 
@@ -162,6 +166,8 @@ hyd_vec_dot_fn hyd__quant_vec_dot_at(uint32_t t, enum hyd_simd level);
 /* The four-row kernel paired with hyd__quant_vec_dot_at(t, level): bit-identical to it, or
  * NULL when that level has none. */
 hyd_vec_dot4_fn hyd__quant_vec_dot4_at(uint32_t t, enum hyd_simd level);
+/* The two-activation-row kernel paired with hyd__quant_vec_dot4_at(t, level), or NULL. */
+hyd_vec_dot4x2_fn hyd__quant_vec_dot4x2_at(uint32_t t, enum hyd_simd level);
 /* Same for the quantizer of type t (Q8_0, Q8_K, Q4_0, Q4_K, Q5_K, Q6_K). */
 hyd_from_float_fn hyd__quant_from_float_at(uint32_t t, enum hyd_simd level);
 

@@ -55,6 +55,11 @@ typedef float (*hyd_vec_dot_fn)(int64_t n, const void *w, const void *x);
  * K-quant blocks).  The rows may be consecutive (w_stride is one row) or far apart (decode
  * reads four streams, engine/matmul.c); kernels prefetch accordingly. */
 typedef void (*hyd_vec_dot4_fn)(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
+/* The same four weight rows against two activation rows x0, x1 (prefill): ret_out[k] is
+ * vec_dot4's result for x0 and ret_out[4 + k] for x1, bit for bit.  Each weight block is
+ * unpacked once for both rows. */
+typedef void (*hyd_vec_dot4x2_fn)(int64_t n, const void *w, int64_t w_stride, const void *x0, const void *x1,
+				  float *ret_out);
 /* Convert n floats (n a multiple of blck) into the type's storage. */
 typedef void (*hyd_from_float_fn)(const float *src, void *dst, int64_t n);
 /* Convert n elements of storage into floats. */
@@ -72,6 +77,7 @@ struct hyd_type_traits {
 	hyd_vec_dot_fn vec_dot;            /* best implementation for this CPU */
 	hyd_vec_dot_fn vec_dot_ref;        /* plain scalar reference */
 	hyd_vec_dot4_fn vec_dot4;          /* four rows at once, same bits as vec_dot; or NULL */
+	hyd_vec_dot4x2_fn vec_dot4x2;      /* four rows x two activation rows, same bits; or NULL */
 };
 
 /* Traits of type t, or NULL if t is not a type GGUF defines. */

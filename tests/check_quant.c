@@ -360,6 +360,55 @@ START_TEST(test_dot4_same_bits)
 }
 END_TEST
 
+/* The two-activation-row kernels give each (row, activation) exactly the four-row kernel's
+ * bits: prefill may pair any two rows of a step, and a row's result must not depend on which
+ * row it was paired with. */
+START_TEST(test_dot4x2_same_bits)
+{
+	const uint32_t t = weight_types[_i];
+	const struct hyd_type_traits *tr = hyd_type_traits(t), *at;
+	at = hyd_type_traits(tr->vec_dot_type);
+	const int64_t nmax = 4096 + 256;
+	const size_t stride_max = row_bytes(t, nmax) + 64;
+	const size_t xbytes = row_bytes(tr->vec_dot_type, nmax);
+	uint8_t *w = hyd_malloc(4 * stride_max);
+	uint8_t *xq = hyd_malloc(2 * xbytes);
+	float *x = hyd_malloc(nmax * sizeof(float));
+	ck_assert(w && xq && x);
+	seed(5000 + t);
+	for (int lv = HYD_SIMD_SCALAR; lv <= HYD_SIMD_AVX512VNNI; lv++) {
+		if (!cpu_has((enum hyd_simd)lv))
+			continue;
+		hyd_vec_dot4x2_fn dot4x2 = hyd__quant_vec_dot4x2_at(t, (enum hyd_simd)lv);
+		hyd_vec_dot4_fn dot4 = hyd__quant_vec_dot4_at(t, (enum hyd_simd)lv);
+		if (!dot4x2)
+			continue;
+		ck_assert_ptr_nonnull(dot4);
+		for (int r = 0; r < ROWS; r++) {
+			const int64_t n = rand_len(t);
+			const size_t stride = row_bytes(t, n) + 2 * (size_t)(rnd() % 32);
+			for (int k = 0; k < 4; k++)
+				rand_weights(t, w + k * stride, n);
+			for (int a = 0; a < 2; a++) {
+				rand_floats(x, n, (r + a) % 3 == 0 ? 100.0f : 1.0f);
+				at->from_float(x, xq + a * xbytes, n);
+			}
+			float out[8], want[8];
+			dot4x2(n, w, (int64_t)stride, xq, xq + xbytes, out);
+			dot4(n, w, (int64_t)stride, xq, want);
+			dot4(n, w, (int64_t)stride, xq + xbytes, want + 4);
+			for (int k = 0; k < 8; k++)
+				ck_assert_msg(memcmp(&out[k], &want[k], sizeof(float)) == 0,
+					      "%s level %d n=%ld case %d activation %d row %d: dot4x2 %.9g, dot4 %.9g",
+					      tr->name, lv, (long)n, r, k / 4, k % 4, out[k], want[k]);
+		}
+	}
+	hyd_free(w);
+	hyd_free(xq);
+	hyd_free(x);
+}
+END_TEST
+
 /* hyd_matmul (which uses the four-row kernels for whole groups and the single-row one for the
  * rest) computes every output exactly as vec_dot does, for any output count and batch. */
 START_TEST(test_matmul_rows_exact)
@@ -729,6 +778,7 @@ START_TEST(test_registration)
 			lv = table_level;
 		ck_assert_ptr_eq(tr->vec_dot, hyd__quant_vec_dot_at(types[i].t, lv));
 		ck_assert_ptr_eq(tr->vec_dot4, hyd__quant_vec_dot4_at(types[i].t, lv));
+		ck_assert_ptr_eq(tr->vec_dot4x2, hyd__quant_vec_dot4x2_at(types[i].t, lv));
 	}
 	ck_assert_ptr_eq(hyd__quant_from_float_at(HYD_TYPE_Q8_0, HYD_SIMD_SCALAR),
 			 hyd__q8_0_from_float_ref);
@@ -758,7 +808,11 @@ START_TEST(test_registration)
 	ck_assert_ptr_eq(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX2), hyd__q4_k_dot4_avx2);
 	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512));
 	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q8_0, HYD_SIMD_AVX512VNNI));
+	/* and a two-activation-row kernel only beside a four-row one */
+	ck_assert_ptr_eq(hyd__quant_vec_dot4x2_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX2), hyd__q4_k_dot4x2_avx2);
+	ck_assert_ptr_null(hyd__quant_vec_dot4x2_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512));
 #endif
+	ck_assert_ptr_null(hyd__quant_vec_dot4x2_at(HYD_TYPE_Q4_K, HYD_SIMD_SCALAR));
 	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q8_0, HYD_SIMD_SCALAR));
 }
 END_TEST
@@ -771,6 +825,7 @@ static Suite *quant_suite(void)
 	tcase_add_loop_test(tc, test_dot_levels, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_dot_extremes, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_dot4_same_bits, 0, N_WEIGHT_TYPES);
+	tcase_add_loop_test(tc, test_dot4x2_same_bits, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_matmul_rows_exact, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_matmul_decode_streams, 0, N_WEIGHT_TYPES);
 	suite_add_tcase(s, tc);
