@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include "engine/quant.h"
+#include "engine/hsum_avx2.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -78,14 +79,6 @@ static inline void four_prefetch_to(struct four_prefetch *p, int64_t row_bytes_d
 	const struct BLOCK *a2 = (const void *)((const char *)w + 2 * w_stride);            \
 	const struct BLOCK *a3 = (const void *)((const char *)w + 3 * w_stride)
 
-AVX2 static inline float hsum_ps(__m256 v)
-{
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
-}
-
 AVX2 static inline float hmax_ps(__m256 v)
 {
 	__m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -103,18 +96,6 @@ AVX2 static inline __m256i dot_i8(__m256i a, __m256i b)
 	return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sb), _mm256_set1_epi16(1));
 }
 
-/* hsum_ps of four vectors at once, lane r of the result = hsum_ps(vr) bit for bit: the same
- * additions in the same order, done on a transposed 4x4 block. */
-AVX2 static inline __m128 hsum4_ps(__m256 v0, __m256 v1, __m256 v2, __m256 v3)
-{
-	__m128 s0 = _mm_add_ps(_mm256_castps256_ps128(v0), _mm256_extractf128_ps(v0, 1));
-	__m128 s1 = _mm_add_ps(_mm256_castps256_ps128(v1), _mm256_extractf128_ps(v1, 1));
-	__m128 s2 = _mm_add_ps(_mm256_castps256_ps128(v2), _mm256_extractf128_ps(v2, 1));
-	__m128 s3 = _mm_add_ps(_mm256_castps256_ps128(v3), _mm256_extractf128_ps(v3, 1));
-	_MM_TRANSPOSE4_PS(s0, s1, s2, s3);
-	/* hsum_ps: (x0 + x2) + (x1 + x3) */
-	return _mm_add_ps(_mm_add_ps(s0, s2), _mm_add_ps(s1, s3));
-}
 
 /* The fp16 scale at p, converted by table and broadcast: one load, no shuffle (cheaper than
  * vpinsrw + vcvtph2ps on the per-block path). */
@@ -147,7 +128,7 @@ AVX2 float hyd__q8_0_dot_avx2(int64_t n, const void *w, const void *x)
 	}
 	if (i < nb)
 		acc0 = q8_0_step(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0);
-	return hsum_ps(_mm256_add_ps(acc0, acc1));
+	return hyd__hsum8_ps(_mm256_add_ps(acc0, acc1));
 }
 
 /* Four consecutive weight rows against one activation row: each row's sums exactly as in
@@ -184,7 +165,7 @@ AVX2 void hyd__q8_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const 
 		e2 = q8_0_step(&a2[i], xq, dx, e2);
 		e3 = q8_0_step(&a3[i], xq, dx, e3);
 	}
-	_mm_storeu_ps(ret_out, hsum4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),
+	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),
 					_mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)));
 }
 
@@ -218,7 +199,7 @@ AVX2 float hyd__q4_0_dot_avx2(int64_t n, const void *w, const void *x)
 	}
 	if (i < nb)
 		acc0 = q4_0_step(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0);
-	return hsum_ps(_mm256_add_ps(acc0, acc1));
+	return hyd__hsum8_ps(_mm256_add_ps(acc0, acc1));
 }
 
 /* The four-row Q4_0 kernel gets q4_0_step's int32 lanes another way: sum((q - 8) * x) =
@@ -278,7 +259,7 @@ AVX2 void hyd__q4_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const 
 		e2 = q4_0_step_unsigned(&a2[i], xq, xs, dx, e2);
 		e3 = q4_0_step_unsigned(&a3[i], xq, xs, dx, e3);
 	}
-	_mm_storeu_ps(ret_out, hsum4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),
+	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),
 					_mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)));
 }
 
@@ -463,7 +444,7 @@ AVX2 static inline __m256 q6_k_step(const struct hyd_block_q6_k *a, const struct
 			prefetch_block(&a[i], 64 * (LINES));                                            \
 			acc = T##_step(&a[i], &b[i], _mm256_broadcast_ss(&b[i].d), acc);                \
 		}                                                                                       \
-		return hsum_ps(acc);                                                                    \
+		return hyd__hsum8_ps(acc);                                                                    \
 	}
 
 #define K_DOT_KERNELS(T, BLOCK, LINES)                                                                  \
@@ -483,7 +464,7 @@ AVX2 static inline __m256 q6_k_step(const struct hyd_block_q6_k *a, const struct
 			acc2 = T##_step(&a2[i], &b[i], bd, acc2);                                       \
 			acc3 = T##_step(&a3[i], &b[i], bd, acc3);                                       \
 		}                                                                                       \
-		_mm_storeu_ps(ret_out, hsum4_ps(acc0, acc1, acc2, acc3));                               \
+		_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc0, acc1, acc2, acc3));                               \
 	}
 
 /* lines of 64 bytes per block: 144, 176 and 210 bytes */
@@ -556,7 +537,7 @@ AVX2 void hyd__q4_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const 
 		acc2 = q4_k_step_ahead(&a2[i], b[i].qs, cur, 2, bd, acc2);
 		acc3 = q4_k_step_ahead(&a3[i], b[i].qs, cur, 3, bd, acc3);
 	}
-	_mm_storeu_ps(ret_out, hsum4_ps(acc0, acc1, acc2, acc3));
+	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc0, acc1, acc2, acc3));
 }
 /* Prefill: the four rows against two activation rows.  Each weight block's nibbles, scale
  * words and d are unpacked once for both; per activation row the integer sums (exact) and
@@ -602,8 +583,8 @@ AVX2 void hyd__q4_k_dot4x2_avx2(int64_t n, const void *w, int64_t w_stride, cons
 			acc[1][r] = k4_finish(&a->d, bd1, _mm256_add_epi32(s10, s11), k4_mins_dot(sm, b1[i].bsums), acc[1][r]);
 		}
 	}
-	_mm_storeu_ps(ret_out, hsum4_ps(acc[0][0], acc[0][1], acc[0][2], acc[0][3]));
-	_mm_storeu_ps(ret_out + 4, hsum4_ps(acc[1][0], acc[1][1], acc[1][2], acc[1][3]));
+	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc[0][0], acc[0][1], acc[0][2], acc[0][3]));
+	_mm_storeu_ps(ret_out + 4, hyd__hsum8x4_ps(acc[1][0], acc[1][1], acc[1][2], acc[1][3]));
 }
 
 K_DOT_KERNELS(q5_k, hyd_block_q5_k, 3)

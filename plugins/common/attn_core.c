@@ -423,54 +423,45 @@ TILED_AVX2 static void v_tile(const struct attn_job *j, const struct hyd_mixer_s
 	}
 }
 
+/* Eight independent FMA chains, one step: acc[k] = fma(w, v[8k .. 8k + 7], acc[k]).  The
+ * loops over k are unrolled so that the chains live in registers. */
+TILED_AVX2 static inline void fma_x8(__m256 acc[8], __m256 w, const float *v)
+{
+#pragma GCC unroll 8
+	for (int k = 0; k < 8; k++)
+		acc[k] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * k), acc[k]);
+}
+
 /* The tile's 64 scores of one query row q, keys in the lanes: key i is one FMA chain over
  * e = 0..dk-1 in order, as the reference computes q.k; eight vectors side by side. */
 TILED_AVX2 static void scores_row(const float *q, const float *kt, uint32_t dk, float *sc)
 {
-	__m256 d0 = _mm256_setzero_ps(), d1 = d0, d2 = d0, d3 = d0, d4 = d0, d5 = d0, d6 = d0, d7 = d0;
-	for (uint32_t e = 0; e < dk; e++) {
-		const __m256 qe = _mm256_broadcast_ss(q + e);
-		const float *k = kt + (uint64_t)e * FA_TILE_KV;
-		d0 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k), d0);
-		d1 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 8), d1);
-		d2 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 16), d2);
-		d3 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 24), d3);
-		d4 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 32), d4);
-		d5 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 40), d5);
-		d6 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 48), d6);
-		d7 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k + 56), d7);
-	}
-	_mm256_storeu_ps(sc, d0), _mm256_storeu_ps(sc + 8, d1), _mm256_storeu_ps(sc + 16, d2);
-	_mm256_storeu_ps(sc + 24, d3), _mm256_storeu_ps(sc + 32, d4), _mm256_storeu_ps(sc + 40, d5);
-	_mm256_storeu_ps(sc + 48, d6), _mm256_storeu_ps(sc + 56, d7);
+	__m256 d[8];
+#pragma GCC unroll 8
+	for (int k = 0; k < 8; k++)
+		d[k] = _mm256_setzero_ps();
+	for (uint32_t e = 0; e < dk; e++)
+		fma_x8(d, _mm256_broadcast_ss(q + e), kt + (uint64_t)e * FA_TILE_KV);
+#pragma GCC unroll 8
+	for (int k = 0; k < 8; k++)
+		_mm256_storeu_ps(sc + 8 * k, d[k]);
 }
 
 /* acc[d] = fma(p[i], vf[i][d], acc[d]) for keys i = a..b in order: per element the chain the
- * reference runs, eight independent chains at a time. */
+ * reference runs, eight independent chains (64 elements) at a time, kept in registers. */
 TILED_AVX2 static void pv_steps(float *acc, const float *p, const float *vf, uint32_t dv, uint32_t a, uint32_t b)
 {
 	uint32_t d0 = 0;
 	for (; d0 + 64 <= dv; d0 += 64) {
-		__m256 a0 = _mm256_loadu_ps(acc + d0), a1 = _mm256_loadu_ps(acc + d0 + 8);
-		__m256 a2 = _mm256_loadu_ps(acc + d0 + 16), a3 = _mm256_loadu_ps(acc + d0 + 24);
-		__m256 a4 = _mm256_loadu_ps(acc + d0 + 32), a5 = _mm256_loadu_ps(acc + d0 + 40);
-		__m256 a6 = _mm256_loadu_ps(acc + d0 + 48), a7 = _mm256_loadu_ps(acc + d0 + 56);
-		for (uint32_t i = a; i <= b; i++) {
-			const __m256 w = _mm256_broadcast_ss(p + i);
-			const float *v = vf + (uint64_t)i * dv + d0;
-			a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), a0);
-			a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), a1);
-			a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), a2);
-			a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), a3);
-			a4 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 32), a4);
-			a5 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 40), a5);
-			a6 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 48), a6);
-			a7 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 56), a7);
-		}
-		_mm256_storeu_ps(acc + d0, a0), _mm256_storeu_ps(acc + d0 + 8, a1);
-		_mm256_storeu_ps(acc + d0 + 16, a2), _mm256_storeu_ps(acc + d0 + 24, a3);
-		_mm256_storeu_ps(acc + d0 + 32, a4), _mm256_storeu_ps(acc + d0 + 40, a5);
-		_mm256_storeu_ps(acc + d0 + 48, a6), _mm256_storeu_ps(acc + d0 + 56, a7);
+		__m256 r[8];
+	#pragma GCC unroll 8
+	for (int k = 0; k < 8; k++)
+			r[k] = _mm256_loadu_ps(acc + d0 + 8 * k);
+		for (uint32_t i = a; i <= b; i++)
+			fma_x8(r, _mm256_broadcast_ss(p + i), vf + (uint64_t)i * dv + d0);
+	#pragma GCC unroll 8
+	for (int k = 0; k < 8; k++)
+			_mm256_storeu_ps(acc + d0 + 8 * k, r[k]);
 	}
 	for (; d0 + 8 <= dv; d0 += 8) {
 		__m256 a0 = _mm256_loadu_ps(acc + d0);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "engine/exp_avx2.h"
+#include "engine/hsum_avx2.h"
 #include "engine/kernels.h"
 #include "plugins/ssm/ssm.h"
 
@@ -84,13 +85,6 @@ static const struct hyd__ssm_kern kern_scalar = {
 /* ---------------------------------------------------------------- AVX2 + FMA */
 
 #if defined(__x86_64__)
-AVX2 static float hsum8(__m256 v)
-{
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
-}
 
 AVX2 static float decay_dot_avx2(float *s_out, const float *s_in, float da, float bx, const float *bv,
 				 const float *c, uint32_t n)
@@ -113,7 +107,7 @@ AVX2 static float decay_dot_avx2(float *s_out, const float *s_in, float da, floa
 		_mm256_storeu_ps(s_out + i, s0);
 		acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(c + i), acc0);
 	}
-	float y = hsum8(_mm256_add_ps(acc0, acc1));
+	float y = hyd__hsum8_ps(_mm256_add_ps(acc0, acc1));
 	if (i < n)
 		y += decay_dot_scalar(s_out + i, s_in + i, da, bx, bv + i, c + i, n - i);
 	return y;
@@ -153,24 +147,12 @@ AVX2 static float update_dot1_avx2(float *h_out, const float *h_in, const float 
 		_mm256_storeu_ps(h_out + i, hv);
 		acc = _mm256_fmadd_ps(hv, _mm256_loadu_ps(c + i), acc);
 	}
-	float y = hsum8(acc);
+	float y = hyd__hsum8_ps(acc);
 	if (i < n)
 		y += update_dot1(h_out + i, h_in + i, a + i, dt, bx, bv + i, c + i, n - i);
 	return y;
 }
 
-/* hsum8 of four vectors at once, lane k = hsum8(vk) bit for bit: the same additions in the
- * same order on a transposed 4 x 4 block. */
-AVX2 static inline __m128 hsum8_x4(__m256 v0, __m256 v1, __m256 v2, __m256 v3)
-{
-	__m128 s0 = _mm_add_ps(_mm256_castps256_ps128(v0), _mm256_extractf128_ps(v0, 1));
-	__m128 s1 = _mm_add_ps(_mm256_castps256_ps128(v1), _mm256_extractf128_ps(v1, 1));
-	__m128 s2 = _mm_add_ps(_mm256_castps256_ps128(v2), _mm256_extractf128_ps(v2, 1));
-	__m128 s3 = _mm_add_ps(_mm256_castps256_ps128(v3), _mm256_extractf128_ps(v3, 1));
-	_MM_TRANSPOSE4_PS(s0, s1, s2, s3);
-	/* hsum8: (x0 + x2) + (x1 + x3) */
-	return _mm_add_ps(_mm_add_ps(s0, s2), _mm_add_ps(s1, s3));
-}
 
 /* One 8-state slice of one channel: h_out = exp(dt a) h_in + bx bv; acc += h_out c. */
 AVX2 static inline __m256 update8(float *h_out, const float *h_in, const float *a, __m256 vdt, __m256 vbx,
@@ -205,7 +187,7 @@ AVX2 static void update_dot_avx2(float *h_out, const float *h_in, const float *a
 				c2 = update8(h_out + o + 2 * ds + i, h_in + o + 2 * ds + i, a + o + 2 * ds + i, t2, x2, b, cc, c2);
 				c3 = update8(h_out + o + 3 * ds + i, h_in + o + 3 * ds + i, a + o + 3 * ds + i, t3, x3, b, cc, c3);
 			}
-			_mm_storeu_ps(y + ch, hsum8_x4(c0, c1, c2, c3));
+			_mm_storeu_ps(y + ch, hyd__hsum8x4_ps(c0, c1, c2, c3));
 		}
 	for (; ch < n_ch; ch++) {
 		const uint64_t o = (uint64_t)ch * ds;
