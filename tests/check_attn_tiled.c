@@ -10,16 +10,7 @@
 
 #include <check.h>
 
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
-
-static float uniform(float lo, float hi)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	const uint64_t r = rng_state * 0x2545F4914F6CDD1DULL;
-	return lo + (hi - lo) * (float)((r >> 40) * 0x1p-24);
-}
+#include "tests/test_rand.h"
 
 struct shape {
 	enum hyd_kv_mode mode;

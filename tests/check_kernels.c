@@ -17,16 +17,7 @@
 #include "engine/types.h"
 #include "engine/types_internal.h"
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static float uniform(float lo, float hi)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	const uint64_t r = rng_state * 0x2545F4914F6CDD1DULL;
-	return lo + (hi - lo) * (float)((r >> 40) * 0x1p-24);
-}
+#include "tests/test_rand.h"
 
 static void fill_f16(uint16_t *h, int64_t n, float scale)
 {
