@@ -1,5 +1,5 @@
 /* The attention plugins' tiled kernel (prefill steps of 64 rows or more, ggml's tiled flash
- * attention): the blocked AVX2 kernel, which takes 16 query rows of a head per task, must give
+ * attention): the blocked AVX2 kernel, which takes 32 query rows of a head per task, must give
  * every output exactly the bits of the plain C reference, attn_task_tiled, which takes one row.
  * Greedy parity with llama.cpp rests on those bits, so this compares them bit for bit, over
  * paged and ring (sliding window) KV, grouped heads, head sizes that are and are not multiples
@@ -127,7 +127,7 @@ static void check_shape(const struct shape *c)
 
 START_TEST(test_paged_prefill)
 {
-	/* a first prompt chunk; 70 rows: four blocks of 16 and one of 6 */
+	/* a first prompt chunk; 70 rows: two blocks of 32 and one of 6 */
 	const struct shape c = { .mode = HYD_KV_PAGED, .n_head = 4, .n_kv = 2, .dk = 64, .dv = 64, .page_tokens = 16,
 				 .n_seqs = 1, .pos = { 0 }, .n_rows = { 70 } };
 	check_shape(&c);
