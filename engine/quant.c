@@ -49,7 +49,7 @@ static const struct quant_impl impls[] = {
 	  { hyd__q6_k_from_float_ref },
 	  { hyd__q6_k_dot_ref, X86(hyd__q6_k_dot_avx2), X86(hyd__q6_k_dot_avx512) },
 	  { NULL, X86(hyd__q6_k_dot4_avx2) },
-	  { NULL } },
+	  { NULL, X86(hyd__q6_k_dot4x2_avx2) } },
 	/* Q8_K only exists as the K-quants' activation type: no dot product of its own */
 	{ HYD_TYPE_Q8_K, hyd__q8_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q8_k_from_float_ref, X86(hyd__q8_k_from_float_avx2) },

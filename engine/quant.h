@@ -144,6 +144,8 @@ void hyd__q6_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void 
  * bit the four-row kernel's (prefill) */
 void hyd__q4_k_dot4x2_avx2(int64_t n, const void *w, int64_t w_stride, const void *x0, const void *x1,
 			   float *ret_out);
+void hyd__q6_k_dot4x2_avx2(int64_t n, const void *w, int64_t w_stride, const void *x0, const void *x1,
+			   float *ret_out);
 void hyd__q8_0_from_float_avx2(const float *src, void *dst, int64_t n);
 void hyd__q8_k_from_float_avx2(const float *src, void *dst, int64_t n);
 

@@ -432,6 +432,60 @@ AVX2 static inline __m256 q6_k_step(const struct hyd_block_q6_k *a, const struct
 	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), bd), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
 }
 
+/* q6_k_step for two activation rows at once: the 6-bit quants and the scale vectors are
+ * built once; per activation row the integer sums, their split over s0 and s1 and the float
+ * step are q6_k_step's, so each result has its bits. */
+AVX2 static inline void q6_k_step2(const struct hyd_block_q6_k *a, const struct hyd_block_q8_k *b0,
+				   const struct hyd_block_q8_k *b1, __m256 bd0, __m256 bd1, __m256 *acc0, __m256 *acc1)
+{
+	const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+	const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
+	const __m256i corr0 = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)b0->bsums));
+	const __m256i corr1 = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)b1->bsums));
+	__m256i s00 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr0, 5)), s01 = _mm256_setzero_si256();
+	__m256i s10 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr1, 5)), s11 = _mm256_setzero_si256();
+#pragma GCC unroll 2
+	for (int g = 0; g < 2; g++) {
+		const __m256i sg = g ? _mm256_permute2x128_si256(sc16, sc16, 0x11) :
+				       _mm256_permute2x128_si256(sc16, sc16, 0x00);
+		const uint8_t *ql = a->ql + 64 * g;
+		const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+		const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+		const __m256i h = _mm256_loadu_si256((const __m256i *)(a->qh + 32 * g));
+		__m256i q[4];
+		q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+		q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+		q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
+		q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+				       _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+		const int8_t *y0 = b0->qs + 128 * g, *y1 = b1->qs + 128 * g;
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++) {
+			const __m256i pick = _mm256_setr_epi8(
+				4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+				4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
+			const __m256i sk = _mm256_shuffle_epi8(sg, pick);
+			const __m256i p0 = _mm256_madd_epi16(
+				_mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(y0 + 32 * k))), sk);
+			const __m256i p1 = _mm256_madd_epi16(
+				_mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(y1 + 32 * k))), sk);
+			if (k & 1) {
+				s01 = _mm256_add_epi32(s01, p0);
+				s11 = _mm256_add_epi32(s11, p1);
+			} else {
+				s00 = _mm256_add_epi32(s00, p0);
+				s10 = _mm256_add_epi32(s10, p1);
+			}
+		}
+	}
+	const __m256 d = bcast_f16(&a->d);
+	*acc0 = _mm256_fmadd_ps(_mm256_mul_ps(d, bd0), _mm256_cvtepi32_ps(_mm256_add_epi32(s00, s01)), *acc0);
+	*acc1 = _mm256_fmadd_ps(_mm256_mul_ps(d, bd1), _mm256_cvtepi32_ps(_mm256_add_epi32(s10, s11)), *acc1);
+}
+
 /* Single-row and four-row kernels of the K-quants from their per-block step: the four-row
  * one runs each row's steps in the single-row order, so its results are the same bits. */
 #define K_DOT_KERNEL1(T, BLOCK, LINES)                                                                  \
@@ -589,6 +643,27 @@ AVX2 void hyd__q4_k_dot4x2_avx2(int64_t n, const void *w, int64_t w_stride, cons
 
 K_DOT_KERNELS(q5_k, hyd_block_q5_k, 3)
 K_DOT_KERNELS(q6_k, hyd_block_q6_k, 4)
+
+/* Prefill: Q6_K's four rows against two activation rows, each result the four-row kernel's
+ * bits (q6_k_step2). */
+AVX2 void hyd__q6_k_dot4x2_avx2(int64_t n, const void *w, int64_t w_stride, const void *x0, const void *x1,
+				float *ret_out)
+{
+	FOUR_ROWS(hyd_block_q6_k);
+	const struct hyd_block_q6_k *const rows[4] = { a0, a1, a2, a3 };
+	const struct hyd_block_q8_k *b0 = x0, *b1 = x1;
+	__m256 acc[2][4];
+	for (int r = 0; r < 4; r++)
+		acc[0][r] = acc[1][r] = _mm256_setzero_ps();
+	for (int64_t i = 0; i < n / HYD_QK_K; i++) {
+		const __m256 bd0 = _mm256_broadcast_ss(&b0[i].d), bd1 = _mm256_broadcast_ss(&b1[i].d);
+#pragma GCC unroll 4
+		for (int r = 0; r < 4; r++)
+			q6_k_step2(&rows[r][i], &b0[i], &b1[i], bd0, bd1, &acc[0][r], &acc[1][r]);
+	}
+	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc[0][0], acc[0][1], acc[0][2], acc[0][3]));
+	_mm_storeu_ps(ret_out + 4, hyd__hsum8x4_ps(acc[1][0], acc[1][1], acc[1][2], acc[1][3]));
+}
 
 /* Activation quantizers: the same arithmetic as the references (cvtps rounds half to even
  * like lrintf; packs never saturates since |q| <= 127), so they agree with them exactly. */
