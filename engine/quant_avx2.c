@@ -386,43 +386,53 @@ AVX2 static inline __m256 q5_k_step(const struct hyd_block_q5_k *a, const struct
 
 /* Q6_K: q in 0..63 goes to maddubs unsigned; the -32 offset is applied once per block as
  * 32 * sum(sc[k] * bsums[k]). */
+
+/* Group g (128 weights) of a Q6_K block: its quants in q[0..3] (32 each, 0..63), and as the
+ * return value its 8 int16 scales in both 128-bit lanes (sc16 = the block's 16 scales). */
+AVX2 static inline __m256i q6_k_group(const struct hyd_block_q6_k *a, int g, __m256i sc16, __m256i q[4])
+{
+	const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+	const uint8_t *ql = a->ql + 64 * g;
+	const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+	const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+	const __m256i h = _mm256_loadu_si256((const __m256i *)(a->qh + 32 * g));
+	q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+	q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+	q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
+	q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+			       _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+	return g ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00);
+}
+
+/* Chunk k of a group (32 quants) takes scale 2k in its low 16 elements (lane 0) and 2k+1 in
+ * its high ones: those int16 scales picked out of the group's (sg). */
+AVX2 static inline __m256i q6_k_chunk_scales(__m256i sg, int k)
+{
+	const __m256i pick = _mm256_setr_epi8(
+		4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+		4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+		4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+		4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+		4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
+	return _mm256_shuffle_epi8(sg, pick);
+}
+
 AVX2 static inline __m256 q6_k_step(const struct hyd_block_q6_k *a, const struct hyd_block_q8_k *b, __m256 bd,
 				    __m256 acc)
 {
-	const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
 	const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
-	const __m256i bs = _mm256_loadu_si256((const __m256i *)b->bsums);
-	const __m256i corr = _mm256_madd_epi16(sc16, bs);
+	const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)b->bsums));
 	__m256i s0 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
 	__m256i s1 = _mm256_setzero_si256();
 #pragma GCC unroll 2
 	for (int g = 0; g < 2; g++) {
-		/* the group's 8 int16 scales in both lanes; chunk k of 32 elements takes scale 2k
-		 * in its low 16 elements (lane 0) and 2k+1 in its high ones */
-		const __m256i sg = g ? _mm256_permute2x128_si256(sc16, sc16, 0x11) :
-				       _mm256_permute2x128_si256(sc16, sc16, 0x00);
-		const uint8_t *ql = a->ql + 64 * g;
-		const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-		const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-		const __m256i h = _mm256_loadu_si256((const __m256i *)(a->qh + 32 * g));
 		__m256i q[4];
-		q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
-		q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
-		q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
-		q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-				       _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+		const __m256i sg = q6_k_group(a, g, sc16, q);
 		const int8_t *y = b->qs + 128 * g;
 #pragma GCC unroll 4
 		for (int k = 0; k < 4; k++) {
 			const __m256i yk = _mm256_loadu_si256((const __m256i *)(y + 32 * k));
-			const __m256i pick = _mm256_setr_epi8(
-				4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
-				4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
-				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
-				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
-				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
-			const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk),
-							    _mm256_shuffle_epi8(sg, pick));
+			const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), q6_k_chunk_scales(sg, k));
 			if (k & 1)
 				s1 = _mm256_add_epi32(s1, p);
 			else
@@ -438,7 +448,6 @@ AVX2 static inline __m256 q6_k_step(const struct hyd_block_q6_k *a, const struct
 AVX2 static inline void q6_k_step2(const struct hyd_block_q6_k *a, const struct hyd_block_q8_k *b0,
 				   const struct hyd_block_q8_k *b1, __m256 bd0, __m256 bd1, __m256 *acc0, __m256 *acc1)
 {
-	const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
 	const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
 	const __m256i corr0 = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)b0->bsums));
 	const __m256i corr1 = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)b1->bsums));
@@ -446,28 +455,12 @@ AVX2 static inline void q6_k_step2(const struct hyd_block_q6_k *a, const struct 
 	__m256i s10 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr1, 5)), s11 = _mm256_setzero_si256();
 #pragma GCC unroll 2
 	for (int g = 0; g < 2; g++) {
-		const __m256i sg = g ? _mm256_permute2x128_si256(sc16, sc16, 0x11) :
-				       _mm256_permute2x128_si256(sc16, sc16, 0x00);
-		const uint8_t *ql = a->ql + 64 * g;
-		const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-		const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-		const __m256i h = _mm256_loadu_si256((const __m256i *)(a->qh + 32 * g));
 		__m256i q[4];
-		q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
-		q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
-		q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
-		q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-				       _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+		const __m256i sg = q6_k_group(a, g, sc16, q);
 		const int8_t *y0 = b0->qs + 128 * g, *y1 = b1->qs + 128 * g;
 #pragma GCC unroll 4
 		for (int k = 0; k < 4; k++) {
-			const __m256i pick = _mm256_setr_epi8(
-				4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
-				4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
-				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
-				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
-				4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3);
-			const __m256i sk = _mm256_shuffle_epi8(sg, pick);
+			const __m256i sk = q6_k_chunk_scales(sg, k);
 			const __m256i p0 = _mm256_madd_epi16(
 				_mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(y0 + 32 * k))), sk);
 			const __m256i p1 = _mm256_madd_epi16(
@@ -593,77 +586,66 @@ AVX2 void hyd__q4_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const 
 	}
 	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc0, acc1, acc2, acc3));
 }
-/* Prefill: the four rows against two activation rows.  Each weight block's nibbles, scale
+/* q4_k_step for two activation rows at once (prefill): each weight block's nibbles, scale
  * words and d are unpacked once for both; per activation row the integer sums (exact) and
- * k4_finish are q4_k_step's, so each output has hyd__q4_k_dot4_avx2's bits.  1.14-1.4x the
+ * k4_finish are q4_k_step's, so each result has hyd__q4_k_dot4_avx2's bits.  1.14-1.4x the
  * four-row kernel's speed on a tile of 16 outputs x 8 rows from L1 (/tmp harness). */
-AVX2 void hyd__q4_k_dot4x2_avx2(int64_t n, const void *w, int64_t w_stride, const void *x0, const void *x1,
-				float *ret_out)
+AVX2 static inline void q4_k_step2(const struct hyd_block_q4_k *a, const struct hyd_block_q8_k *b0,
+				   const struct hyd_block_q8_k *b1, __m256 bd0, __m256 bd1, __m256 *acc0, __m256 *acc1)
 {
-	FOUR_ROWS(hyd_block_q4_k);
-	const struct hyd_block_q4_k *const rows[4] = { a0, a1, a2, a3 };
-	const struct hyd_block_q8_k *b0 = x0, *b1 = x1;
 	const __m256i m4 = _mm256_set1_epi8(0xF);
 	/* dword k = scale k in both of its int16 halves (as k4_prepare) */
 	const __m256i spread = _mm256_setr_epi8(0, -128, 0, -128, 1, -128, 1, -128, 2, -128, 2, -128, 3, -128, 3, -128,
 						4, -128, 4, -128, 5, -128, 5, -128, 6, -128, 6, -128, 7, -128, 7, -128);
-	__m256 acc[2][4];
-	for (int r = 0; r < 4; r++)
-		acc[0][r] = acc[1][r] = _mm256_setzero_ps();
-	for (int64_t i = 0; i < n / HYD_QK_K; i++) {
-		const __m256 bd0 = _mm256_broadcast_ss(&b0[i].d), bd1 = _mm256_broadcast_ss(&b1[i].d);
+	const __m256i sm = k4_scales_mins(a->scales);
+	/* through memory, so the chunks take their words with broadcast loads */
+	_Alignas(32) int32_t words[8];
+	_mm256_store_si256((__m256i *)words, _mm256_shuffle_epi8(sm, spread));
+	__asm__ volatile("" : "+m"(words));
+	__m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00;
 #pragma GCC unroll 4
-		for (int r = 0; r < 4; r++) {
-			const struct hyd_block_q4_k *a = &rows[r][i];
-			const __m256i sm = k4_scales_mins(a->scales);
-			/* through memory, so the chunks take their words with broadcast loads */
-			_Alignas(32) int32_t words[8];
-			_mm256_store_si256((__m256i *)words, _mm256_shuffle_epi8(sm, spread));
-			__asm__ volatile("" : "+m"(words));
-			__m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00;
-#pragma GCC unroll 4
-			for (int j = 0; j < 4; j++) {
-				const __m256i q4 = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * j));
-				const __m256i lo = _mm256_and_si256(q4, m4);
-				const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-				const __m256i w0 = _mm256_set1_epi32(words[2 * j]), w1 = _mm256_set1_epi32(words[2 * j + 1]);
-				const int8_t *y0 = b0[i].qs + 64 * j, *y1 = b1[i].qs + 64 * j;
-				s00 = _mm256_add_epi32(s00, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y0)), w0));
-				s01 = _mm256_add_epi32(s01, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y0 + 32))), w1));
-				s10 = _mm256_add_epi32(s10, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y1)), w0));
-				s11 = _mm256_add_epi32(s11, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y1 + 32))), w1));
-			}
-			acc[0][r] = k4_finish(&a->d, bd0, _mm256_add_epi32(s00, s01), k4_mins_dot(sm, b0[i].bsums), acc[0][r]);
-			acc[1][r] = k4_finish(&a->d, bd1, _mm256_add_epi32(s10, s11), k4_mins_dot(sm, b1[i].bsums), acc[1][r]);
-		}
+	for (int j = 0; j < 4; j++) {
+		const __m256i q4 = _mm256_loadu_si256((const __m256i *)(a->qs + 32 * j));
+		const __m256i lo = _mm256_and_si256(q4, m4);
+		const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+		const __m256i w0 = _mm256_set1_epi32(words[2 * j]), w1 = _mm256_set1_epi32(words[2 * j + 1]);
+		const int8_t *y0 = b0->qs + 64 * j, *y1 = b1->qs + 64 * j;
+		s00 = _mm256_add_epi32(s00, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y0)), w0));
+		s01 = _mm256_add_epi32(s01, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y0 + 32))), w1));
+		s10 = _mm256_add_epi32(s10, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y1)), w0));
+		s11 = _mm256_add_epi32(s11, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y1 + 32))), w1));
 	}
-	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc[0][0], acc[0][1], acc[0][2], acc[0][3]));
-	_mm_storeu_ps(ret_out + 4, hyd__hsum8x4_ps(acc[1][0], acc[1][1], acc[1][2], acc[1][3]));
+	*acc0 = k4_finish(&a->d, bd0, _mm256_add_epi32(s00, s01), k4_mins_dot(sm, b0->bsums), *acc0);
+	*acc1 = k4_finish(&a->d, bd1, _mm256_add_epi32(s10, s11), k4_mins_dot(sm, b1->bsums), *acc1);
 }
 
+/* Prefill: four rows against two activation rows from a per-block two-row step; out[k] for
+ * x0 and out[4 + k] for x1, each bit for bit the four-row kernel's. */
+#define K_DOT4X2_KERNEL(T, BLOCK)                                                                       \
+	AVX2 void hyd__##T##_dot4x2_avx2(int64_t n, const void *w, int64_t w_stride, const void *x0,   \
+					 const void *x1, float *ret_out)                                \
+	{                                                                                               \
+		FOUR_ROWS(BLOCK);                                                                       \
+		const struct BLOCK *const rows[4] = { a0, a1, a2, a3 };                                 \
+		const struct hyd_block_q8_k *b0 = x0, *b1 = x1;                                         \
+		__m256 acc[2][4];                                                                       \
+		for (int r = 0; r < 4; r++)                                                             \
+			acc[0][r] = acc[1][r] = _mm256_setzero_ps();                                    \
+		for (int64_t i = 0; i < n / HYD_QK_K; i++) {                                            \
+			const __m256 bd0 = _mm256_broadcast_ss(&b0[i].d);                               \
+			const __m256 bd1 = _mm256_broadcast_ss(&b1[i].d);                               \
+			_Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)                             \
+				T##_step2(&rows[r][i], &b0[i], &b1[i], bd0, bd1, &acc[0][r], &acc[1][r]); \
+		}                                                                                       \
+		_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc[0][0], acc[0][1], acc[0][2], acc[0][3]));    \
+		_mm_storeu_ps(ret_out + 4, hyd__hsum8x4_ps(acc[1][0], acc[1][1], acc[1][2], acc[1][3])); \
+	}
+
+K_DOT4X2_KERNEL(q4_k, hyd_block_q4_k)
 K_DOT_KERNELS(q5_k, hyd_block_q5_k, 3)
 K_DOT_KERNELS(q6_k, hyd_block_q6_k, 4)
 
-/* Prefill: Q6_K's four rows against two activation rows, each result the four-row kernel's
- * bits (q6_k_step2). */
-AVX2 void hyd__q6_k_dot4x2_avx2(int64_t n, const void *w, int64_t w_stride, const void *x0, const void *x1,
-				float *ret_out)
-{
-	FOUR_ROWS(hyd_block_q6_k);
-	const struct hyd_block_q6_k *const rows[4] = { a0, a1, a2, a3 };
-	const struct hyd_block_q8_k *b0 = x0, *b1 = x1;
-	__m256 acc[2][4];
-	for (int r = 0; r < 4; r++)
-		acc[0][r] = acc[1][r] = _mm256_setzero_ps();
-	for (int64_t i = 0; i < n / HYD_QK_K; i++) {
-		const __m256 bd0 = _mm256_broadcast_ss(&b0[i].d), bd1 = _mm256_broadcast_ss(&b1[i].d);
-#pragma GCC unroll 4
-		for (int r = 0; r < 4; r++)
-			q6_k_step2(&rows[r][i], &b0[i], &b1[i], bd0, bd1, &acc[0][r], &acc[1][r]);
-	}
-	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc[0][0], acc[0][1], acc[0][2], acc[0][3]));
-	_mm_storeu_ps(ret_out + 4, hyd__hsum8x4_ps(acc[1][0], acc[1][1], acc[1][2], acc[1][3]));
-}
+K_DOT4X2_KERNEL(q6_k, hyd_block_q6_k)
 
 /* Activation quantizers: the same arithmetic as the references (cvtps rounds half to even
  * like lrintf; packs never saturates since |q| <= 127), so they agree with them exactly. */
