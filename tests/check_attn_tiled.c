@@ -125,58 +125,32 @@ static void check_shape(const struct shape *c)
 	hyd_free(q), hyd_free(o_ref), hyd_free(o_got), hyd_free(acc), hyd_free(row_seq), hyd_free(tiled);
 }
 
-START_TEST(test_paged_prefill)
-{
+/* Each shape is one case; the comment says what it exercises. */
+static const struct shape shapes[] = {
 	/* a first prompt chunk; 70 rows: two blocks of 32 and one of 6 */
-	const struct shape c = { .mode = HYD_KV_PAGED, .n_head = 4, .n_kv = 2, .dk = 64, .dv = 64, .page_tokens = 16,
-				 .n_seqs = 1, .pos = { 0 }, .n_rows = { 70 } };
-	check_shape(&c);
-}
-END_TEST
-
-START_TEST(test_paged_mid_tile)
-{
+	{ .mode = HYD_KV_PAGED, .n_head = 4, .n_kv = 2, .dk = 64, .dv = 64, .page_tokens = 16, .n_seqs = 1,
+	  .pos = { 0 }, .n_rows = { 70 } },
 	/* a later chunk starting mid-tile, keys spread over pages of 24 (tiles cross pages), a
 	 * head size that is not a multiple of 8 and V wider than K */
-	const struct shape c = { .mode = HYD_KV_PAGED, .n_head = 3, .n_kv = 1, .dk = 36, .dv = 84, .page_tokens = 24,
-				 .n_seqs = 1, .pos = { 100 }, .n_rows = { 77 } };
-	check_shape(&c);
-}
-END_TEST
-
-START_TEST(test_paged_wide_heads_softcap)
-{
+	{ .mode = HYD_KV_PAGED, .n_head = 3, .n_kv = 1, .dk = 36, .dv = 84, .page_tokens = 24, .n_seqs = 1,
+	  .pos = { 100 }, .n_rows = { 77 } },
 	/* heads of 256 (gemma-style: four 64-wide passes over V), soft-capped logits */
-	const struct shape c = { .mode = HYD_KV_PAGED, .n_head = 2, .n_kv = 1, .dk = 256, .dv = 256, .page_tokens = 32,
-				 .n_seqs = 1, .pos = { 5 }, .n_rows = { 64 }, .softcap = 30.0f };
-	check_shape(&c);
-}
-END_TEST
-
-START_TEST(test_ring_window)
-{
+	{ .mode = HYD_KV_PAGED, .n_head = 2, .n_kv = 1, .dk = 256, .dv = 256, .page_tokens = 32, .n_seqs = 1,
+	  .pos = { 5 }, .n_rows = { 64 }, .softcap = 30.0f },
 	/* a sliding window of 100: each row's first key moves, tiles are partly outside it */
-	const struct shape c = { .mode = HYD_KV_RING, .n_head = 4, .n_kv = 4, .dk = 32, .dv = 32, .window = 100,
-				 .n_seqs = 1, .pos = { 150 }, .n_rows = { 90 } };
-	check_shape(&c);
-}
-END_TEST
-
-START_TEST(test_ring_small_window)
-{
+	{ .mode = HYD_KV_RING, .n_head = 4, .n_kv = 4, .dk = 32, .dv = 32, .window = 100, .n_seqs = 1,
+	  .pos = { 150 }, .n_rows = { 90 } },
 	/* a window smaller than a block of rows and than a tile */
-	const struct shape c = { .mode = HYD_KV_RING, .n_head = 2, .n_kv = 1, .dk = 40, .dv = 20, .window = 9,
-				 .n_seqs = 1, .pos = { 30 }, .n_rows = { 65 } };
-	check_shape(&c);
-}
-END_TEST
-
-START_TEST(test_two_sessions)
-{
+	{ .mode = HYD_KV_RING, .n_head = 2, .n_kv = 1, .dk = 40, .dv = 20, .window = 9, .n_seqs = 1,
+	  .pos = { 30 }, .n_rows = { 65 } },
 	/* two sessions in one batch, at different positions: blocks never cross sessions */
-	const struct shape c = { .mode = HYD_KV_PAGED, .n_head = 2, .n_kv = 2, .dk = 64, .dv = 64, .page_tokens = 16,
-				 .n_seqs = 2, .pos = { 0, 37 }, .n_rows = { 67, 81 } };
-	check_shape(&c);
+	{ .mode = HYD_KV_PAGED, .n_head = 2, .n_kv = 2, .dk = 64, .dv = 64, .page_tokens = 16, .n_seqs = 2,
+	  .pos = { 0, 37 }, .n_rows = { 67, 81 } },
+};
+
+START_TEST(test_same_bits)
+{
+	check_shape(&shapes[_i]);
 }
 END_TEST
 
@@ -185,12 +159,7 @@ int main(void)
 	Suite *s = suite_create("attn_tiled");
 	TCase *tc = tcase_create("same bits as the reference");
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_paged_prefill);
-	tcase_add_test(tc, test_paged_mid_tile);
-	tcase_add_test(tc, test_paged_wide_heads_softcap);
-	tcase_add_test(tc, test_ring_window);
-	tcase_add_test(tc, test_ring_small_window);
-	tcase_add_test(tc, test_two_sessions);
+	tcase_add_loop_test(tc, test_same_bits, 0, (int)(sizeof(shapes) / sizeof(shapes[0])));
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

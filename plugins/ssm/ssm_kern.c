@@ -134,26 +134,6 @@ AVX2 static inline __m256 exp8(__m256 x)
 	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-AVX2 static float update_dot1_avx2(float *h_out, const float *h_in, const float *a, float dt, float bx,
-				   const float *bv, const float *c, uint32_t n)
-{
-	const __m256 vdt = _mm256_set1_ps(dt), vbx = _mm256_set1_ps(bx);
-	__m256 acc = _mm256_setzero_ps();
-	uint32_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		const __m256 da = exp8(_mm256_mul_ps(vdt, _mm256_loadu_ps(a + i)));
-		__m256 hv = _mm256_mul_ps(da, _mm256_loadu_ps(h_in + i));
-		hv = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i), hv);
-		_mm256_storeu_ps(h_out + i, hv);
-		acc = _mm256_fmadd_ps(hv, _mm256_loadu_ps(c + i), acc);
-	}
-	float y = hyd__hsum8_ps(acc);
-	if (i < n)
-		y += update_dot1(h_out + i, h_in + i, a + i, dt, bx, bv + i, c + i, n - i);
-	return y;
-}
-
-
 /* One 8-state slice of one channel: h_out = exp(dt a) h_in + bx bv; acc += h_out c. */
 AVX2 static inline __m256 update8(float *h_out, const float *h_in, const float *a, __m256 vdt, __m256 vbx,
 				  __m256 bv, __m256 c, __m256 acc)
@@ -163,6 +143,20 @@ AVX2 static inline __m256 update8(float *h_out, const float *h_in, const float *
 	hv = _mm256_fmadd_ps(vbx, bv, hv);
 	_mm256_storeu_ps(h_out, hv);
 	return _mm256_fmadd_ps(hv, c, acc);
+}
+
+AVX2 static float update_dot1_avx2(float *h_out, const float *h_in, const float *a, float dt, float bx,
+				   const float *bv, const float *c, uint32_t n)
+{
+	const __m256 vdt = _mm256_set1_ps(dt), vbx = _mm256_set1_ps(bx);
+	__m256 acc = _mm256_setzero_ps();
+	uint32_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		acc = update8(h_out + i, h_in + i, a + i, vdt, vbx, _mm256_loadu_ps(bv + i), _mm256_loadu_ps(c + i), acc);
+	float y = hyd__hsum8_ps(acc);
+	if (i < n)
+		y += update_dot1(h_out + i, h_in + i, a + i, dt, bx, bv + i, c + i, n - i);
+	return y;
 }
 
 AVX2 static void update_dot_avx2(float *h_out, const float *h_in, const float *a, const float *dt, const float *x,
