@@ -828,7 +828,8 @@ START_TEST(test_kernels_activations)
 END_TEST
 
 /* The state updates: within rounding of the scalar kernels (FMA, another summation order and,
- * for Mamba-1, a polynomial exp), and writing another copy == updating in place, bit for bit. */
+ * for Mamba-1, a polynomial exp), and writing another copy == updating in place == streaming
+ * the result past the caches (an aligned copy, as a session's state is), bit for bit. */
 START_TEST(test_kernels_scan)
 {
 	const struct hyd__ssm_kern *ref = hyd__ssm_kern_at(false), *k = simd_kern();
@@ -839,8 +840,8 @@ START_TEST(test_kernels_scan)
 		const uint32_t ds = sizes[si], nc = 5, n = nc * ds;
 		float *h = hyd_malloc(n * sizeof(float)), *a = hyd_malloc(n * sizeof(float));
 		float *o_ref = hyd_malloc(n * sizeof(float)), *o_out = hyd_malloc(n * sizeof(float));
-		float *o_in = hyd_malloc(n * sizeof(float));
-		float bv[128], cv[128], dt[5], x[5], y_ref[5], y_out[5], y_in[5];
+		float *o_in = hyd_malloc(n * sizeof(float)), *o_nt = hyd_aligned_alloc(64, (n + 1) * sizeof(float));
+		float bv[128], cv[128], dt[5], x[5], y_ref[5], y_out[5], y_in[5], y_nt[5];
 		for (uint32_t i = 0; i < n; i++) {
 			h[i] = frand(-2.0f, 2.0f);
 			a[i] = -expf(frand(-1.0f, 2.5f));
@@ -849,12 +850,21 @@ START_TEST(test_kernels_scan)
 			bv[i] = frand(-1.0f, 1.0f), cv[i] = frand(-1.0f, 1.0f);
 		for (uint32_t i = 0; i < nc; i++)
 			dt[i] = frand(0.001f, 2.0f), x[i] = frand(-2.0f, 2.0f);
-		ref->update_dot(o_ref, h, a, dt, x, bv, cv, nc, ds, y_ref);
-		k->update_dot(o_out, h, a, dt, x, bv, cv, nc, ds, y_out);
+		ref->update_dot(o_ref, h, a, dt, x, bv, cv, nc, ds, y_ref, false);
+		k->update_dot(o_out, h, a, dt, x, bv, cv, nc, ds, y_out, false);
 		memcpy(o_in, h, n * sizeof(float));
-		k->update_dot(o_in, o_in, a, dt, x, bv, cv, nc, ds, y_in);
+		k->update_dot(o_in, o_in, a, dt, x, bv, cv, nc, ds, y_in, false);
 		ck_assert_mem_eq(o_in, o_out, n * sizeof(float));
 		ck_assert_mem_eq(y_in, y_out, sizeof(y_out));
+		k->update_dot(o_nt, h, a, dt, x, bv, cv, nc, ds, y_nt, true);
+		k->stream_fence();
+		ck_assert_mem_eq(o_nt, o_out, n * sizeof(float));
+		ck_assert_mem_eq(y_nt, y_out, sizeof(y_out));
+		/* a copy that is not 32-byte aligned is stored as usual, not streamed (which faults) */
+		k->update_dot(o_nt + 1, h, a, dt, x, bv, cv, nc, ds, y_nt, true);
+		k->stream_fence();
+		ck_assert_mem_eq(o_nt + 1, o_out, n * sizeof(float));
+		ck_assert_mem_eq(y_nt, y_out, sizeof(y_out));
 		for (uint32_t i = 0; i < n; i++)
 			ck_assert_msg(fabsf(o_out[i] - o_ref[i]) <= 1e-5f * (1.0f + fabsf(o_ref[i])),
 				      "update_dot d_state %u: h[%u] %g, scalar %g", ds, i, o_out[i], o_ref[i]);
@@ -863,18 +873,26 @@ START_TEST(test_kernels_scan)
 				      "update_dot d_state %u: y[%u] %g, scalar %g", ds, i, y_out[i], y_ref[i]);
 
 		const float da = expf(-frand(0.0f, 3.0f)), bx = frand(-1.0f, 1.0f);
-		const float yr = ref->decay_dot(o_ref, h, da, bx, bv, cv, ds);
-		const float yo = k->decay_dot(o_out, h, da, bx, bv, cv, ds);
+		const float yr = ref->decay_dot(o_ref, h, da, bx, bv, cv, ds, false);
+		const float yo = k->decay_dot(o_out, h, da, bx, bv, cv, ds, false);
 		memcpy(o_in, h, ds * sizeof(float));
-		const float yi = k->decay_dot(o_in, o_in, da, bx, bv, cv, ds);
+		const float yi = k->decay_dot(o_in, o_in, da, bx, bv, cv, ds, false);
 		ck_assert_mem_eq(o_in, o_out, ds * sizeof(float));
 		ck_assert_msg(yi == yo, "decay_dot in place %g, to another copy %g", yi, yo);
+		const float ys = k->decay_dot(o_nt, h, da, bx, bv, cv, ds, true);
+		k->stream_fence();
+		ck_assert_mem_eq(o_nt, o_out, ds * sizeof(float));
+		ck_assert_msg(ys == yo, "decay_dot streamed %g, stored %g", ys, yo);
+		const float yu = k->decay_dot(o_nt + 1, h, da, bx, bv, cv, ds, true);
+		k->stream_fence();
+		ck_assert_mem_eq(o_nt + 1, o_out, ds * sizeof(float));
+		ck_assert_msg(yu == yo, "decay_dot streamed unaligned %g, stored %g", yu, yo);
 		for (uint32_t i = 0; i < ds; i++)
 			ck_assert_msg(fabsf(o_out[i] - o_ref[i]) <= 1e-6f * (1.0f + fabsf(o_ref[i])),
 				      "decay_dot d_state %u: s[%u] %g, scalar %g", ds, i, o_out[i], o_ref[i]);
 		ck_assert_msg(fabsf(yo - yr) <= 1e-6f * (1.0f + fabsf(yr)) * ds, "decay_dot d_state %u: %g, scalar %g",
 			      ds, yo, yr);
-		hyd_free(h), hyd_free(a), hyd_free(o_ref), hyd_free(o_out), hyd_free(o_in);
+		hyd_free(h), hyd_free(a), hyd_free(o_ref), hyd_free(o_out), hyd_free(o_in), hyd_free(o_nt);
 	}
 }
 END_TEST

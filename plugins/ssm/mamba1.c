@@ -158,6 +158,7 @@ static void m1_scan_task(void *arg, uint32_t task, uint32_t thread)
 	float *dst = state_copy(L, s, s->state_index ^ 1) + L->tail_floats + (uint64_t)c0 * ds;
 	const float *a = L->a + (uint64_t)c0 * ds;
 	float dt[CHAN_BLOCK], gate[CHAN_BLOCK], y[CHAN_BLOCK];
+	const bool big = L->copy_floats * sizeof(float) >= HYD_SSM_STREAM_MIN_BYTES;
 	if (s->n_rows == 0)
 		memcpy(dst, src, (uint64_t)nc * ds * sizeof(float));
 	for (uint32_t t = 0; t < s->n_rows; t++) {
@@ -169,10 +170,12 @@ static void m1_scan_task(void *arg, uint32_t task, uint32_t thread)
 		K->softplus(dt, dt_y, L->dt_b + c0, nc);
 		K->silu(gate, j->xz + row * 2 * di + di + c0, nc);
 		/* the first token reads the committed copy, the others what the step wrote */
-		K->update_dot(dst, t ? dst : src, a, dt, x, bc, bc + ds, nc, ds, y);
+		K->update_dot(dst, t ? dst : src, a, dt, x, bc, bc + ds, nc, ds, y, big && t + 1 == s->n_rows);
 		for (uint32_t c = 0; c < nc; c++)
 			dt_y[c] = (y[c] + L->d[c0 + c] * x[c]) * gate[c];
 	}
+	if (big)
+		K->stream_fence();
 }
 
 static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)

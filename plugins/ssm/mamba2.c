@@ -162,6 +162,7 @@ static void m2_scan_task(void *arg, uint32_t task, uint32_t thread)
 	if (s->n_rows == 0)
 		memcpy(S, S_in, hs * sizeof(float));
 	const float a = L->a[h], dd = L->d[h], dtb = L->dt_b[h];
+	const bool big = L->copy_floats * sizeof(float) >= HYD_SSM_STREAM_MIN_BYTES;
 	for (uint32_t t = 0; t < s->n_rows; t++) {
 		const uint64_t row = s->row0 + t;
 		const float *xr = j->xbc + row * L->conv_dim;
@@ -171,11 +172,16 @@ static void m2_scan_task(void *arg, uint32_t task, uint32_t thread)
 		const float dt = hyd_softplus(j->zx[row * L->d_in_proj + L->d_inner + L->conv_dim + h] + dtb);
 		const float da = expf(dt * a);
 		float *y = j->y + row * L->d_inner + (uint64_t)h * hd;
+		/* the last token's state is next read a whole model step later */
+		const bool stream = big && t + 1 == s->n_rows;
 		for (uint32_t p = 0; p < hd; p++)
-			y[p] = K->decay_dot(S + (uint64_t)p * ds, S_in + (uint64_t)p * ds, da, x[p] * dt, B, C, ds) +
+			y[p] = K->decay_dot(S + (uint64_t)p * ds, S_in + (uint64_t)p * ds, da, x[p] * dt, B, C, ds,
+					    stream) +
 			       dd * x[p];
 		S_in = S;
 	}
+	if (big)
+		K->stream_fence();
 }
 
 /* y = rmsnorm_per_group(y * silu(z)) * w over NORM_ROWS rows. */

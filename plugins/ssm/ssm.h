@@ -59,13 +59,19 @@ struct hyd__ssm_kern {
 	/* Mamba-1, n_ch channels of ds state values each (h_out, h_in and a advance by ds per
 	 * channel): h_out = exp(dt[ch] a) * h_in + dt[ch] x[ch] bv, y[ch] = sum h_out * c.
 	 * h_out == h_in is allowed: reading one copy of the state and writing the other in the
-	 * same pass spares a copy of the whole state per token. */
+	 * same pass spares a copy of the whole state per token.  stream: see stream_fence. */
 	void (*update_dot)(float *h_out, const float *h_in, const float *a, const float *dt, const float *x,
-			   const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y);
+			   const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y, bool stream);
 	/* Mamba-2: s_out[n] = da * s_in[n] + bx * bv[n] for n < ds, returns sum s_out[n] c[n];
-	 * s_out == s_in is allowed. */
+	 * s_out == s_in is allowed.  stream: see stream_fence. */
 	float (*decay_dot)(float *s_out, const float *s_in, float da, float bx, const float *bv, const float *c,
-			   uint32_t ds);
+			   uint32_t ds, bool stream);
+	/* stream = true says the state written will not be read again before the rest of the
+	 * model's weights have gone through the caches: the kernel may then write it with
+	 * non-temporal stores, which spare the read of each line before it is written.  Such
+	 * stores are weakly ordered: a task that passed stream = true calls stream_fence() before
+	 * it returns, so the state is in place before the step is seen to be done. */
+	void (*stream_fence)(void);
 	void (*silu)(float *y, const float *x, uint32_t n);                      /* y may be x */
 	void (*silu_mul)(float *y, const float *z, uint32_t n);                  /* y *= silu(z) */
 	void (*softplus)(float *y, const float *x, const float *bias, uint32_t n); /* softplus(x + bias) */
@@ -73,6 +79,13 @@ struct hyd__ssm_kern {
 
 const struct hyd__ssm_kern *hyd__ssm_kern(void);
 const struct hyd__ssm_kern *hyd__ssm_kern_at(bool simd);
+
+/* Whether a layer's state copy of this many bytes is written past the caches on a step's last
+ * token: one at least the size of a core's L2 is long gone from the caches when the next
+ * token reads it (tens of such layers, and the weights between), so reading its lines in
+ * before writing them is wasted traffic.  Smaller states partly survive in L3 between tokens,
+ * and streaming them measured slower (docs/PERFORMANCE.md). */
+#define HYD_SSM_STREAM_MIN_BYTES (512u << 10)
 
 static inline float hyd__ssm_silu(float x)
 {

@@ -36,16 +36,17 @@ static float update_dot1(float *h_out, const float *h_in, const float *a, float 
 }
 
 static void update_dot_scalar(float *h_out, const float *h_in, const float *a, const float *dt, const float *x,
-			      const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y)
+			      const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y, bool stream)
 {
+	(void)stream;
 	for (uint32_t ch = 0; ch < n_ch; ch++) {
 		const uint64_t o = (uint64_t)ch * ds;
 		y[ch] = update_dot1(h_out + o, h_in + o, a + o, dt[ch], dt[ch] * x[ch], bv, c, ds);
 	}
 }
 
-static float decay_dot_scalar(float *s_out, const float *s_in, float da, float bx, const float *bv, const float *c,
-			      uint32_t n)
+static float decay_dot1(float *s_out, const float *s_in, float da, float bx, const float *bv, const float *c,
+			uint32_t n)
 {
 	float y = 0.0f;
 	for (uint32_t i = 0; i < n; i++) {
@@ -53,6 +54,17 @@ static float decay_dot_scalar(float *s_out, const float *s_in, float da, float b
 		y += s_out[i] * c[i];
 	}
 	return y;
+}
+
+static float decay_dot_scalar(float *s_out, const float *s_in, float da, float bx, const float *bv, const float *c,
+			      uint32_t n, bool stream)
+{
+	(void)stream;
+	return decay_dot1(s_out, s_in, da, bx, bv, c, n);
+}
+
+static void no_fence(void)
+{
 }
 
 static void silu_scalar(float *y, const float *x, uint32_t n)
@@ -80,14 +92,26 @@ static const struct hyd__ssm_kern kern_scalar = {
 	.silu = silu_scalar,
 	.silu_mul = silu_mul_scalar,
 	.softplus = softplus_scalar,
+	.stream_fence = no_fence,
 };
 
 /* ---------------------------------------------------------------- AVX2 + FMA */
 
 #if defined(__x86_64__)
 
-AVX2 static float decay_dot_avx2(float *s_out, const float *s_in, float da, float bx, const float *bv,
-				 const float *c, uint32_t n)
+/* 8 state values to memory: with a non-temporal store when the caller streams (the pointer is
+ * then 32-byte aligned), so the line is not read in first */
+#define STATE_STORE(NT, P, V) ((NT) ? _mm256_stream_ps((P), (V)) : _mm256_storeu_ps((P), (V)))
+
+/* stream only where every vector store of the call is aligned (rows of a multiple of 8) */
+static inline bool can_stream(bool stream, const float *p, uint32_t n)
+{
+	return stream && ((uintptr_t)p & 31) == 0 && n % 8 == 0;
+}
+
+AVX2 static inline __attribute__((always_inline)) float decay_dot_body(float *s_out, const float *s_in, float da,
+								     float bx, const float *bv, const float *c,
+								     uint32_t n, const bool nt)
 {
 	const __m256 vda = _mm256_set1_ps(da), vbx = _mm256_set1_ps(bx);
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -97,20 +121,33 @@ AVX2 static float decay_dot_avx2(float *s_out, const float *s_in, float da, floa
 		__m256 s1 = _mm256_mul_ps(_mm256_loadu_ps(s_in + i + 8), vda);
 		s0 = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i), s0);
 		s1 = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i + 8), s1);
-		_mm256_storeu_ps(s_out + i, s0);
-		_mm256_storeu_ps(s_out + i + 8, s1);
+		STATE_STORE(nt, s_out + i, s0);
+		STATE_STORE(nt, s_out + i + 8, s1);
 		acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(c + i), acc0);
 		acc1 = _mm256_fmadd_ps(s1, _mm256_loadu_ps(c + i + 8), acc1);
 	}
 	for (; i + 8 <= n; i += 8) {
 		__m256 s0 = _mm256_fmadd_ps(vbx, _mm256_loadu_ps(bv + i), _mm256_mul_ps(_mm256_loadu_ps(s_in + i), vda));
-		_mm256_storeu_ps(s_out + i, s0);
+		STATE_STORE(nt, s_out + i, s0);
 		acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(c + i), acc0);
 	}
 	float y = hyd__hsum8_ps(_mm256_add_ps(acc0, acc1));
 	if (i < n)
-		y += decay_dot_scalar(s_out + i, s_in + i, da, bx, bv + i, c + i, n - i);
+		y += decay_dot1(s_out + i, s_in + i, da, bx, bv + i, c + i, n - i);
 	return y;
+}
+
+AVX2 static float decay_dot_avx2(float *s_out, const float *s_in, float da, float bx, const float *bv,
+				 const float *c, uint32_t n, bool stream)
+{
+	if (can_stream(stream, s_out, n))
+		return decay_dot_body(s_out, s_in, da, bx, bv, c, n, true);
+	return decay_dot_body(s_out, s_in, da, bx, bv, c, n, false);
+}
+
+static void sfence(void)
+{
+	_mm_sfence();
 }
 
 /* exp(x) for 8 float lanes: x = k ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial, 2^k
@@ -136,12 +173,12 @@ AVX2 static inline __m256 exp8(__m256 x)
 
 /* One 8-state slice of one channel: h_out = exp(dt a) h_in + bx bv; acc += h_out c. */
 AVX2 static inline __m256 update8(float *h_out, const float *h_in, const float *a, __m256 vdt, __m256 vbx,
-				  __m256 bv, __m256 c, __m256 acc)
+				  __m256 bv, __m256 c, __m256 acc, const bool nt)
 {
 	const __m256 da = exp8(_mm256_mul_ps(vdt, _mm256_loadu_ps(a)));
 	__m256 hv = _mm256_mul_ps(da, _mm256_loadu_ps(h_in));
 	hv = _mm256_fmadd_ps(vbx, bv, hv);
-	_mm256_storeu_ps(h_out, hv);
+	STATE_STORE(nt, h_out, hv);
 	return _mm256_fmadd_ps(hv, c, acc);
 }
 
@@ -152,15 +189,20 @@ AVX2 static float update_dot1_avx2(float *h_out, const float *h_in, const float 
 	__m256 acc = _mm256_setzero_ps();
 	uint32_t i = 0;
 	for (; i + 8 <= n; i += 8)
-		acc = update8(h_out + i, h_in + i, a + i, vdt, vbx, _mm256_loadu_ps(bv + i), _mm256_loadu_ps(c + i), acc);
+		acc = update8(h_out + i, h_in + i, a + i, vdt, vbx, _mm256_loadu_ps(bv + i), _mm256_loadu_ps(c + i), acc,
+			      false);
 	float y = hyd__hsum8_ps(acc);
 	if (i < n)
 		y += update_dot1(h_out + i, h_in + i, a + i, dt, bx, bv + i, c + i, n - i);
 	return y;
 }
 
-AVX2 static void update_dot_avx2(float *h_out, const float *h_in, const float *a, const float *dt, const float *x,
-				 const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y)
+/* The channels in fours (returns how many were done); nt: h_out with non-temporal stores */
+AVX2 static inline __attribute__((always_inline)) uint32_t update4_body(float *h_out, const float *h_in,
+								      const float *a, const float *dt,
+								      const float *x, const float *bv,
+								      const float *c, uint32_t n_ch, uint32_t ds,
+								      float *y, const bool nt)
 {
 	uint32_t ch = 0;
 	/* four channels side by side: each one's exp chains are long and the channels are
@@ -176,13 +218,25 @@ AVX2 static void update_dot_avx2(float *h_out, const float *h_in, const float *a
 			__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
 			for (uint32_t i = 0; i < ds; i += 8) {
 				const __m256 b = _mm256_loadu_ps(bv + i), cc = _mm256_loadu_ps(c + i);
-				c0 = update8(h_out + o + i, h_in + o + i, a + o + i, t0, x0, b, cc, c0);
-				c1 = update8(h_out + o + ds + i, h_in + o + ds + i, a + o + ds + i, t1, x1, b, cc, c1);
-				c2 = update8(h_out + o + 2 * ds + i, h_in + o + 2 * ds + i, a + o + 2 * ds + i, t2, x2, b, cc, c2);
-				c3 = update8(h_out + o + 3 * ds + i, h_in + o + 3 * ds + i, a + o + 3 * ds + i, t3, x3, b, cc, c3);
+				c0 = update8(h_out + o + i, h_in + o + i, a + o + i, t0, x0, b, cc, c0, nt);
+				c1 = update8(h_out + o + ds + i, h_in + o + ds + i, a + o + ds + i, t1, x1, b, cc, c1, nt);
+				c2 = update8(h_out + o + 2 * ds + i, h_in + o + 2 * ds + i, a + o + 2 * ds + i, t2, x2, b, cc,
+					     c2, nt);
+				c3 = update8(h_out + o + 3 * ds + i, h_in + o + 3 * ds + i, a + o + 3 * ds + i, t3, x3, b, cc,
+					     c3, nt);
 			}
 			_mm_storeu_ps(y + ch, hyd__hsum8x4_ps(c0, c1, c2, c3));
 		}
+	return ch;
+}
+
+AVX2 static void update_dot_avx2(float *h_out, const float *h_in, const float *a, const float *dt, const float *x,
+				 const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y, bool stream)
+{
+	/* the channels left over from the fours (and every channel when ds % 8 != 0) are stored
+	 * as usual */
+	uint32_t ch = can_stream(stream, h_out, ds) ? update4_body(h_out, h_in, a, dt, x, bv, c, n_ch, ds, y, true)
+						     : update4_body(h_out, h_in, a, dt, x, bv, c, n_ch, ds, y, false);
 	for (; ch < n_ch; ch++) {
 		const uint64_t o = (uint64_t)ch * ds;
 		y[ch] = update_dot1_avx2(h_out + o, h_in + o, a + o, dt[ch], dt[ch] * x[ch], bv, c, ds);
@@ -270,6 +324,7 @@ static const struct hyd__ssm_kern kern_avx2 = {
 	.silu = silu_avx2,
 	.silu_mul = silu_mul_avx2,
 	.softplus = softplus_avx2,
+	.stream_fence = sfence,
 };
 #endif
 
