@@ -318,6 +318,31 @@ static void norm_rows(float *dst, const float *src, const struct hyd_tensor *w, 
 		hyd_rmsnorm(dst + (uint64_t)r * n, src + (uint64_t)r * n, wf, n, eps);
 }
 
+/* Four floats at a time through GCC's generic vectors (SSE on any x86-64, each lane the same
+ * IEEE operation as the scalar one): -O2 leaves these loops scalar, and as first written
+ * (m->fa[i] *= m->fb[i]) every store might have changed m->fa, so each element also reloaded
+ * both pointers: with the logit scaling below, 0.3-1.8 % of a granite-h-350m decode token. */
+typedef float v4f __attribute__((vector_size(16)));
+
+static inline v4f load4(const float *p)
+{
+	v4f v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/* a[i] *= b[i] */
+static void mul_into(float *restrict a, const float *restrict b, uint64_t n)
+{
+	uint64_t i = 0;
+	for (; i + 4 <= n; i += 4) {
+		const v4f v = load4(a + i) * load4(b + i);
+		memcpy(a + i, &v, sizeof(v));
+	}
+	for (; i < n; i++)
+		a[i] *= b[i];
+}
+
 static int run_ffn(struct hyd_model *m, const struct hyd_ffn_plan *f, uint32_t rows, const uint8_t *alone)
 {
 	const struct hyd_parallel *par = hyd_pool_parallel(m->pool);
@@ -333,8 +358,7 @@ static int run_ffn(struct hyd_model *m, const struct hyd_ffn_plan *f, uint32_t r
 		hyd_gelu_tanh(m->fa, (int64_t)n);
 	else
 		hyd_silu(m->fa, (int64_t)n);
-	for (uint64_t i = 0; i < n; i++)
-		m->fa[i] *= m->fb[i];
+	mul_into(m->fa, m->fb, n);
 	return hyd_matmul_rows(par, f->down, m->fa, n_ff, m->y, n_embd, rows, alone);
 }
 
@@ -363,8 +387,7 @@ static int swiglu_row(struct hyd_model *m, const struct hyd_tensor *gate, const 
 	if ((r = hyd_matmul_multi(par, 2, w, x, n_embd, y, ld, 1, NULL)))
 		return r;
 	hyd_silu(m->fa, n_ff);
-	for (int64_t i = 0; i < n_ff; i++)
-		m->fa[i] *= m->fb[i];
+	mul_into(m->fa, m->fb, (uint64_t)n_ff);
 	return hyd_matmul(par, down, m->fa, n_ff, out, n_embd, 1);
 }
 
@@ -424,6 +447,23 @@ static void add_residual(float *x, const float *y, uint64_t n, float scale)
 	else
 		for (uint64_t i = 0; i < n; i++)
 			x[i] += scale * y[i];
+}
+
+/* logits / scale, then soft-capped where cap > 0 (tanhf stays scalar) */
+static void scale_logits(float *restrict logits, uint64_t n, float scale, float cap)
+{
+	uint64_t i = 0;
+	if (cap <= 0)
+		for (const v4f s4 = { scale, scale, scale, scale }; i + 4 <= n; i += 4) {
+			const v4f v = load4(logits + i) / s4;
+			memcpy(logits + i, &v, sizeof(v));
+		}
+	for (; i < n; i++) {
+		float v = logits[i] / scale;
+		if (cap > 0)
+			v = cap * tanhf(v / cap);
+		logits[i] = v;
+	}
 }
 
 int hyd_model_step(struct hyd_model *m, struct hyd_seq_view *const *seqs, const int32_t *const *tokens,
@@ -526,14 +566,7 @@ int hyd_model_step(struct hyd_model *m, struct hyd_seq_view *const *seqs, const 
 	if ((r = hyd_matmul_rows(par, p->output, m->xn, n_embd, logits, p->n_vocab, n_out,
 				 all_logits ? m->alone : m->ones)))
 		return r;
-	if (p->logit_scale != 1.0f || p->final_softcap > 0) {
-		const uint64_t n = (uint64_t)n_out * p->n_vocab;
-		for (uint64_t i = 0; i < n; i++) {
-			float v = logits[i] / p->logit_scale;
-			if (p->final_softcap > 0)
-				v = p->final_softcap * tanhf(v / p->final_softcap);
-			logits[i] = v;
-		}
-	}
+	if (p->logit_scale != 1.0f || p->final_softcap > 0)
+		scale_logits(logits, (uint64_t)n_out * p->n_vocab, p->logit_scale, p->final_softcap);
 	return 0;
 }
