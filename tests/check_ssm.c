@@ -792,6 +792,55 @@ static void check_activation(const char *what, const float *x, uint32_t n, const
 	ck_assert_msg(differ <= max_rate * n, "%s: %u of %u values differ from the scalar kernel", what, differ, n);
 }
 
+/* One token of the convolution: the vectorised step gives the plain C one's bits (the same
+ * products, rounded, added in tap order) and the same new tails, for any channel count
+ * (vector blocks and a remainder), with and without a bias, for d_conv 4 (the vector path)
+ * and others (the plain one). */
+START_TEST(test_kernels_conv_step)
+{
+	const struct hyd__ssm_kern *ref = hyd__ssm_kern_at(false), *k = simd_kern();
+	if (!k)
+		return;
+	static const uint32_t counts[] = { 1, 7, 8, 9, 16, 23, 64, 71 };
+	static const uint32_t convs[] = { 4, 2, 3, 5 };
+	enum { MAXN = 71, MAXC = 5 };
+	float in[MAXN], bias[MAXN], w[MAXN * MAXC], tail[MAXN * MAXC];
+	float out_r[MAXN], out_k[MAXN], tail_r[MAXN * MAXC + 1], tail_k[MAXN * MAXC + 1];
+	for (size_t ci = 0; ci < sizeof(convs) / sizeof(convs[0]); ci++)
+		for (size_t ni = 0; ni < sizeof(counts) / sizeof(counts[0]); ni++)
+			for (int with_bias = 0; with_bias < 2; with_bias++) {
+				const uint32_t dc = convs[ci], n = counts[ni], k1 = dc - 1;
+				for (uint32_t i = 0; i < n; i++)
+					in[i] = frand(-3.0f, 3.0f), bias[i] = frand(-1.0f, 1.0f);
+				for (uint32_t i = 0; i < n * dc; i++)
+					w[i] = frand(-1.0f, 1.0f);
+				for (uint32_t i = 0; i < n * k1; i++)
+					tail[i] = frand(-3.0f, 3.0f);
+				/* a guard value past the tails: neither step may write there */
+				tail_r[n * k1] = tail_k[n * k1] = 12345.0f;
+				const float *b = with_bias ? bias : NULL;
+				ref->conv_step(in, out_r, w, b, tail, tail_r, dc, n);
+				k->conv_step(in, out_k, w, b, tail, tail_k, dc, n);
+				for (uint32_t c = 0; c < n; c++) {
+					/* the sum as the multi-token path forms it */
+					float acc = b ? b[c] : 0.0f;
+					for (uint32_t t = 0; t < k1; t++)
+						acc += w[c * dc + t] * tail[c * k1 + t];
+					acc += w[c * dc + k1] * in[c];
+					ck_assert_msg(out_r[c] == acc && out_k[c] == acc,
+						      "d_conv %u, %u channels, channel %u: %a and %a, expected %a", dc, n, c,
+						      out_r[c], out_k[c], acc);
+					for (uint32_t t = 0; t < k1; t++) {
+						const float want = t + 1 < k1 ? tail[c * k1 + t + 1] : in[c];
+						ck_assert_msg(tail_r[c * k1 + t] == want && tail_k[c * k1 + t] == want,
+							      "d_conv %u, %u channels: tail of channel %u, tap %u", dc, n, c, t);
+					}
+				}
+				ck_assert(tail_r[n * k1] == 12345.0f && tail_k[n * k1] == 12345.0f);
+			}
+}
+END_TEST
+
 START_TEST(test_kernels_activations)
 {
 	const struct hyd__ssm_kern *ref = hyd__ssm_kern_at(false), *k = simd_kern();
@@ -943,6 +992,7 @@ int main(void)
 	tcase_add_test(tc, test_batches_threads);
 	tcase_add_test(tc, test_state_layout);
 	tcase_add_test(tc, test_bind_errors);
+	tcase_add_test(tc, test_kernels_conv_step);
 	tcase_add_test(tc, test_kernels_activations);
 	tcase_add_test(tc, test_kernels_scan);
 	suite_add_tcase(s, tc);

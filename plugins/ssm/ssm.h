@@ -72,6 +72,14 @@ struct hyd__ssm_kern {
 	 * stores are weakly ordered: a task that passed stream = true calls stream_fence() before
 	 * it returns, so the state is in place before the step is seen to be done. */
 	void (*stream_fence)(void);
+	/* One token of the causal depthwise convolution for n channels (every pointer at the
+	 * first one; w: [channel][d_conv], tail_src/tail_dst: [channel][d_conv - 1], not
+	 * aliased): out[c] = bias[c] + w[c][0] tail_src[c][0] + ... + w[c][d_conv - 1] in[c],
+	 * added in that order with each product rounded first (the sums of the multi-token
+	 * path, bit for bit); tail_dst[c] = tail_src[c][1..] followed by in[c].  bias may be
+	 * NULL (0). */
+	void (*conv_step)(const float *in, float *out, const float *w, const float *bias, const float *tail_src,
+			  float *tail_dst, uint32_t d_conv, uint32_t n);
 	void (*silu)(float *y, const float *x, uint32_t n);                      /* y may be x */
 	void (*silu_mul)(float *y, const float *z, uint32_t n);                  /* y *= silu(z) */
 	void (*softplus)(float *y, const float *x, const float *bias, uint32_t n); /* softplus(x + bias) */

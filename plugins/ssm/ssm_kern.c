@@ -67,6 +67,25 @@ static void no_fence(void)
 {
 }
 
+static void conv_step_scalar(const float *in, float *out, const float *w, const float *bias, const float *tail_src,
+			     float *tail_dst, uint32_t d_conv, uint32_t n)
+{
+	const uint32_t k1 = d_conv - 1;
+	for (uint32_t c = 0; c < n; c++) {
+		const float *wc = w + (uint64_t)c * d_conv, *t = tail_src + (uint64_t)c * k1;
+		float acc = bias ? bias[c] : 0.0f;
+		for (uint32_t k = 0; k < k1; k++)
+			acc += wc[k] * t[k];
+		acc += wc[k1] * in[c];
+		out[c] = acc;
+	}
+	if (k1 && n) {
+		memcpy(tail_dst, tail_src + 1, ((uint64_t)n * k1 - 1) * sizeof(float));
+		for (uint32_t c = 0; c < n; c++)
+			tail_dst[(uint64_t)c * k1 + k1 - 1] = in[c];
+	}
+}
+
 static void silu_scalar(float *y, const float *x, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)
@@ -89,6 +108,7 @@ static const struct hyd__ssm_kern kern_scalar = {
 	.name = "scalar",
 	.update_dot = update_dot_scalar,
 	.decay_dot = decay_dot_scalar,
+	.conv_step = conv_step_scalar,
 	.silu = silu_scalar,
 	.silu_mul = silu_mul_scalar,
 	.softplus = softplus_scalar,
@@ -282,6 +302,77 @@ AVX2 static inline __m256d log1p4d(__m256d e)
 	return _mm256_fmadd_pd(kd, _mm256_set1_pd(0x1.62e42fefa3800p-1), lm);
 }
 
+/* AVX2 without FMA: GCC would otherwise fuse the products and sums below into FMAs (its
+ * default -ffp-contract=fast applies to the intrinsics' vector operators), and the scalar
+ * sums round each product first. */
+#define AVX2_NO_FMA __attribute__((target("avx2")))
+
+/* d_conv = 4, 8 channels at a time: the tails ([channel][3]) and weights ([channel][4]) are
+ * split into one vector per tap by permutes and blends, the sums are the scalar ones lane by
+ * lane, and the new tails are interleaved back.  The rest goes to the scalar step. */
+AVX2_NO_FMA static void conv_step_avx2(const float *in, float *out, const float *w, const float *bias,
+				       const float *tail_src, float *tail_dst, uint32_t d_conv, uint32_t n)
+{
+	uint32_t c = 0;
+	if (d_conv == 4) {
+#define IDX(a, b, c, d, e, f, g, h) _mm256_setr_epi32(a, b, c, d, e, f, g, h)
+		/* tap k of channel j is element 3j + k of the 24 tail floats (v0, v1, v2) */
+		const __m256i t0a = IDX(0, 3, 6, 0, 0, 0, 0, 0), t0b = IDX(0, 0, 0, 1, 4, 7, 0, 0), t0c = IDX(0, 0, 0, 0, 0, 0, 2, 5);
+		const __m256i t1a = IDX(1, 4, 7, 0, 0, 0, 0, 0), t1b = IDX(0, 0, 0, 2, 5, 0, 0, 0), t1c = IDX(0, 0, 0, 0, 0, 0, 3, 6);
+		const __m256i t2a = IDX(2, 5, 0, 0, 0, 0, 0, 0), t2b = IDX(0, 0, 0, 3, 6, 0, 0, 0), t2c = IDX(0, 0, 0, 0, 0, 1, 4, 7);
+		/* new tail element 3j + k: tap 1 (k = 0), tap 2 (k = 1), the input (k = 2) */
+		const __m256i o0a = IDX(0, 0, 0, 1, 0, 0, 2, 0), o0b = IDX(0, 0, 0, 0, 1, 0, 0, 2), o0c = IDX(0, 0, 0, 0, 0, 1, 0, 0);
+		const __m256i o1a = IDX(0, 3, 0, 0, 4, 0, 0, 5), o1b = IDX(0, 0, 3, 0, 0, 4, 0, 0), o1c = IDX(2, 0, 0, 3, 0, 0, 4, 0);
+		const __m256i o2a = IDX(0, 0, 6, 0, 0, 7, 0, 0), o2b = IDX(5, 0, 0, 6, 0, 0, 7, 0), o2c = IDX(0, 5, 0, 0, 6, 0, 0, 7);
+		/* channel order after the in-lane 4 x 4 transposes: 0 2 4 6 1 3 5 7 */
+		const __m256i unzip = IDX(0, 4, 1, 5, 2, 6, 3, 7);
+#undef IDX
+		for (; c + 8 <= n; c += 8) {
+			const float *t = tail_src + 3 * (uint64_t)c;
+			const __m256 v0 = _mm256_loadu_ps(t), v1 = _mm256_loadu_ps(t + 8), v2 = _mm256_loadu_ps(t + 16);
+			/* the blends take positions 3-5 from v1, then 5 or 6 onwards from v2 */
+			const __m256 tap0 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(v0, t0a),
+									 _mm256_permutevar8x32_ps(v1, t0b), 0x38),
+							    _mm256_permutevar8x32_ps(v2, t0c), 0xc0);
+			const __m256 tap1 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(v0, t1a),
+									 _mm256_permutevar8x32_ps(v1, t1b), 0x18),
+							    _mm256_permutevar8x32_ps(v2, t1c), 0xe0);
+			const __m256 tap2 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(v0, t2a),
+									 _mm256_permutevar8x32_ps(v1, t2b), 0x1c),
+							    _mm256_permutevar8x32_ps(v2, t2c), 0xe0);
+			const float *wc = w + 4 * (uint64_t)c;
+			const __m256 u0 = _mm256_loadu_ps(wc), u1 = _mm256_loadu_ps(wc + 8);
+			const __m256 u2 = _mm256_loadu_ps(wc + 16), u3 = _mm256_loadu_ps(wc + 24);
+			const __m256 l01 = _mm256_unpacklo_ps(u0, u1), h01 = _mm256_unpackhi_ps(u0, u1);
+			const __m256 l23 = _mm256_unpacklo_ps(u2, u3), h23 = _mm256_unpackhi_ps(u2, u3);
+			const __m256 w0 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(l01, l23, 0x44), unzip);
+			const __m256 w1 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(l01, l23, 0xee), unzip);
+			const __m256 w2 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(h01, h23, 0x44), unzip);
+			const __m256 w3 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(h01, h23, 0xee), unzip);
+			const __m256 x = _mm256_loadu_ps(in + c);
+			__m256 acc = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
+			acc = _mm256_add_ps(acc, _mm256_mul_ps(w0, tap0));
+			acc = _mm256_add_ps(acc, _mm256_mul_ps(w1, tap1));
+			acc = _mm256_add_ps(acc, _mm256_mul_ps(w2, tap2));
+			acc = _mm256_add_ps(acc, _mm256_mul_ps(w3, x));
+			_mm256_storeu_ps(out + c, acc);
+			float *d = tail_dst + 3 * (uint64_t)c;
+			_mm256_storeu_ps(d, _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(tap1, o0a),
+									   _mm256_permutevar8x32_ps(tap2, o0b), 0x92),
+							     _mm256_permutevar8x32_ps(x, o0c), 0x24));
+			_mm256_storeu_ps(d + 8, _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(tap1, o1a),
+									       _mm256_permutevar8x32_ps(tap2, o1b), 0x24),
+								 _mm256_permutevar8x32_ps(x, o1c), 0x49));
+			_mm256_storeu_ps(d + 16, _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(tap1, o2a),
+										_mm256_permutevar8x32_ps(tap2, o2b), 0x49),
+								  _mm256_permutevar8x32_ps(x, o2c), 0x92));
+		}
+	}
+	if (c < n)
+		conv_step_scalar(in + c, out + c, w + (uint64_t)c * d_conv, bias ? bias + c : NULL,
+				 tail_src + (uint64_t)c * (d_conv - 1), tail_dst + (uint64_t)c * (d_conv - 1), d_conv, n - c);
+}
+
 AVX2 static void silu_avx2(float *y, const float *x, uint32_t n)
 {
 	uint32_t i = 0;
@@ -321,6 +412,7 @@ static const struct hyd__ssm_kern kern_avx2 = {
 	.name = "avx2",
 	.update_dot = update_dot_avx2,
 	.decay_dot = decay_dot_avx2,
+	.conv_step = conv_step_avx2,
 	.silu = silu_avx2,
 	.silu_mul = silu_mul_avx2,
 	.softplus = softplus_avx2,

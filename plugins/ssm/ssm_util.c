@@ -109,20 +109,8 @@ void hyd__ssm_conv(const float *in, int64_t ld_in, float *out, int64_t ld_out, u
 	if (n_rows == 1) {
 		/* one token (decode): the window is the tail plus the input, and the new tail is the
 		 * old one moved down by one with the input appended */
-		for (uint32_t c = c0; c < c1; c++) {
-			const float *wc = w + (uint64_t)c * d_conv, *t = tail_src + (uint64_t)c * k1;
-			float acc = bias ? bias[c] : 0.0f;
-			for (uint32_t k = 0; k < k1; k++)
-				acc += wc[k] * t[k];
-			acc += wc[k1] * in[c];
-			out[c] = acc;
-		}
-		if (k1) {
-			memcpy(tail_dst + (uint64_t)c0 * k1, tail_src + (uint64_t)c0 * k1 + 1,
-			       ((uint64_t)(c1 - c0) * k1 - 1) * sizeof(float));
-			for (uint32_t c = c0; c < c1; c++)
-				tail_dst[(uint64_t)c * k1 + k1 - 1] = in[c];
-		}
+		hyd__ssm_kern()->conv_step(in + c0, out + c0, w + (uint64_t)c0 * d_conv, bias ? bias + c0 : NULL,
+					   tail_src + (uint64_t)c0 * k1, tail_dst + (uint64_t)c0 * k1, d_conv, c1 - c0);
 	} else {
 		for (uint32_t c = c0; c < c1; c++) {
 			/* win[0..k1) are the k1 previous inputs (oldest first), win[k1] the current one */
