@@ -485,6 +485,10 @@ START_TEST(test_mamba1)
 	make_mamba1(&f, 24, 40, 12, 4, 5, false);
 	check_modes(&f, "mamba1", ref_mamba1, NULL);
 	fake_free(&f);
+	/* 400 channels: two conv/scan tasks of 192 and one of 16 */
+	make_mamba1(&f, 24, 400, 8, 4, 5, false);
+	check_modes(&f, "mamba1", ref_mamba1, NULL);
+	fake_free(&f);
 }
 END_TEST
 
@@ -640,7 +644,8 @@ END_TEST
 START_TEST(test_batches_threads)
 {
 	struct fake f;
-	make_mamba1(&f, 24, 72, 12, 4, 5, true);
+	/* 400 channels: three conv/scan tasks (192, 192, 16) for the threads to share */
+	make_mamba1(&f, 24, 400, 12, 4, 5, true);
 	check_threads_and_batches(&f, "mamba1");
 	fake_free(&f);
 	make_mamba2(&f, 24, 8, 8, 16, 2, 4);
