@@ -208,13 +208,17 @@ AVX2 static void f16_dot4_f16_avx2(int64_t n, const void *w, int64_t w_stride, c
 	const uint16_t *a2 = (const void *)((const char *)w + 2 * w_stride);
 	const uint16_t *a3 = (const void *)((const char *)w + 3 * w_stride);
 	const int64_t np = n & ~(int64_t)63;
-	/* one statement per row: the rows must be read front to back (the order of a call's
-	 * arguments is unspecified, and reading a group backwards defeats the prefetcher) */
-	const double m0 = f16_main_avx2(np, a0, b);
-	const double m1 = f16_main_avx2(np, a1, b);
-	const double m2 = f16_main_avx2(np, a2, b);
-	const double m3 = f16_main_avx2(np, a3, b);
-	__m256d s = _mm256_setr_pd(m0, m1, m2, m3);
+	__m256d s = _mm256_setzero_pd();
+	if (np) { /* rows under 64 (Mamba's dt projection) have no main part: skip its four calls */
+		/* one statement per row: the rows must be read front to back (the order of a
+		 * call's arguments is unspecified, and reading a group backwards defeats the
+		 * prefetcher) */
+		const double m0 = f16_main_avx2(np, a0, b);
+		const double m1 = f16_main_avx2(np, a1, b);
+		const double m2 = f16_main_avx2(np, a2, b);
+		const double m3 = f16_main_avx2(np, a3, b);
+		s = _mm256_setr_pd(m0, m1, m2, m3);
+	}
 	int64_t i = np;
 	for (; i + 8 <= n; i += 8) {
 		const __m256 xb = load_f16x8(b + i);
