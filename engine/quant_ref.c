@@ -505,25 +505,34 @@ float hyd__q5_k_dot_ref(int64_t n, const void *w, const void *x)
 	return sum;
 }
 
+/* Q6_K in the order of the AVX2 kernels (engine/quant_avx2.c, q6_k_step), so that a CPU
+ * without them gives the same bits: llama.cpp's logits are summed in that order, and a
+ * random model's near-ties (0.01 apart) flip under any other (5 of 64 argmaxes of
+ * tiny-llama256-Q6_K).  Per block, eight int32 lanes as the vector kernel holds them: lane l
+ * gets -32 times the scaled activation sums of weights 32l..32l+31 (the offset of the
+ * unsigned quants) and, from every 32-weight chunk, the products of its weights 4l..4l+3
+ * times the chunk's scale for them (that of its first 16 weights for lanes 0-3, of its last
+ * 16 for lanes 4-7).  Integer sums are exact in any order; each lane is then converted and
+ * added into its own float accumulator with one rounding (an FMA), and the eight summed as
+ * hyd__hsum8_ps does: (l + l+4), then (0 + 2) + (1 + 3). */
 float hyd__q6_k_dot_ref(int64_t n, const void *w, const void *x)
 {
 	const struct hyd_block_q6_k *a = w;
 	const struct hyd_block_q8_k *b = x;
-	float sum = 0;
+	float acc[8] = { 0 };
 	for (int64_t i = 0; i < n / HYD_QK_K; i++) {
-		int sumi = 0;
-		for (int g = 0; g < 2; g++) {
-			for (int k = 0; k < 4; k++) {
-				for (int h = 0; h < 2; h++) {
-					int s = 0;
-					for (int l = 16 * h; l < 16 * h + 16; l++)
-						s += (q6_k_get(&a[i], g, k, l) - 32) *
-						     b[i].qs[128 * g + 32 * k + l];
-					sumi += a[i].scales[8 * g + 2 * k + h] * s;
-				}
-			}
-		}
-		sum += (f16(a[i].d) * b[i].d) * (float)sumi;
+		int32_t lane[8];
+		for (int l = 0; l < 8; l++)
+			lane[l] = -32 * (a[i].scales[2 * l] * b[i].bsums[2 * l] + a[i].scales[2 * l + 1] * b[i].bsums[2 * l + 1]);
+		for (int g = 0; g < 2; g++)
+			for (int k = 0; k < 4; k++)
+				for (int e = 0; e < 32; e++)
+					lane[e / 4] += a[i].scales[8 * g + 2 * k + e / 16] * q6_k_get(&a[i], g, k, e) *
+						       b[i].qs[128 * g + 32 * k + e];
+		const float d = f16(a[i].d) * b[i].d;
+		for (int l = 0; l < 8; l++)
+			acc[l] = fmaf(d, (float)lane[l], acc[l]);
 	}
-	return sum;
+	const float s0 = acc[0] + acc[4], s1 = acc[1] + acc[5], s2 = acc[2] + acc[6], s3 = acc[3] + acc[7];
+	return (s0 + s2) + (s1 + s3);
 }
