@@ -419,120 +419,152 @@ void hyd__q6_k_from_float_ref(const float *src, void *dst, int64_t n)
 }
 
 /* ------------------------------------------------------------------ dot products
- * Integer sums are exact; only the per-block float accumulation differs from SIMD. The
- * K-quant references recompute activation sums from qs rather than trusting bsums. */
+ * In the order of the AVX2 kernels (engine/quant_avx2.c), which every CPU with AVX2 uses
+ * (AVX-512 ones included, engine/quant.c), so that a CPU without them computes the same
+ * bits.  A plainer order (one integer sum per block, one float accumulator) is as accurate
+ * but not the same: the random goldens have near-ties, and with it 5 of the 64 argmaxes of
+ * tiny-llama256-Q6_K went the other way (59 of 64 agree, under the 95 % asked).
+ *
+ * That order: per block, eight int32 lanes as the vector kernel holds them.  The products
+ * of each 32-byte vector of quants land in lane e / 4 of it (e: byte 0..31 of the vector,
+ * maddubs then madd); each K-quant sub-block's scale is applied per vector; a K-quant's
+ * mins and Q6_K's -32 offset enter through lane l's sub-blocks.  Integer sums are exact in
+ * any order.  Each lane is then converted and added into its own float accumulator with one
+ * rounding (an FMA), and the eight lanes summed as hyd__hsum8_ps does: (l + l+4), then
+ * (0 + 2) + (1 + 3).  Q8_0 and Q4_0 keep two sets of accumulators, even and odd blocks,
+ * added lane by lane before that.  The activation sums of the K-quants are recomputed from
+ * qs rather than taken from bsums, so the references also check the bsums the SIMD kernels
+ * use. */
+
+static float hsum8_ref(const float v[8])
+{
+	const float s0 = v[0] + v[4], s1 = v[1] + v[5], s2 = v[2] + v[6], s3 = v[3] + v[7];
+	return (s0 + s2) + (s1 + s3);
+}
+
+/* acc[l] += d * lane[l], fused, for the eight lanes */
+static void lanes_fma(float acc[8], float d, const int32_t lane[8])
+{
+	for (int l = 0; l < 8; l++)
+		acc[l] = fmaf(d, (float)lane[l], acc[l]);
+}
 
 float hyd__q8_0_dot_ref(int64_t n, const void *w, const void *x)
 {
 	const struct hyd_block_q8_0 *a = w, *b = x;
-	float sum = 0;
+	float acc[2][8] = { { 0 } };
 	for (int64_t i = 0; i < n / HYD_QK; i++) {
-		int s = 0;
-		for (int j = 0; j < HYD_QK; j++)
-			s += a[i].qs[j] * b[i].qs[j];
-		sum += (float)s * (f16(a[i].d) * f16(b[i].d));
+		int32_t lane[8] = { 0 };
+		for (int e = 0; e < HYD_QK; e++)
+			lane[e / 4] += a[i].qs[e] * b[i].qs[e];
+		lanes_fma(acc[i & 1], f16(a[i].d) * f16(b[i].d), lane);
 	}
-	return sum;
+	float v[8];
+	for (int l = 0; l < 8; l++)
+		v[l] = acc[0][l] + acc[1][l];
+	return hsum8_ref(v);
 }
 
 float hyd__q4_0_dot_ref(int64_t n, const void *w, const void *x)
 {
 	const struct hyd_block_q4_0 *a = w;
 	const struct hyd_block_q8_0 *b = x;
-	float sum = 0;
+	float acc[2][8] = { { 0 } };
 	for (int64_t i = 0; i < n / HYD_QK; i++) {
-		int s = 0;
-		for (int j = 0; j < HYD_QK / 2; j++) {
-			s += ((a[i].qs[j] & 0xF) - 8) * b[i].qs[j];
-			s += ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + HYD_QK / 2];
+		/* element e: the low nibble of qs[e] for e < 16, the high one of qs[e - 16] after */
+		int32_t lane[8] = { 0 };
+		for (int e = 0; e < HYD_QK; e++) {
+			const int q = e < HYD_QK / 2 ? a[i].qs[e] & 0xF : a[i].qs[e - HYD_QK / 2] >> 4;
+			lane[e / 4] += (q - 8) * b[i].qs[e];
 		}
-		sum += (float)s * (f16(a[i].d) * f16(b[i].d));
+		lanes_fma(acc[i & 1], f16(a[i].d) * f16(b[i].d), lane);
 	}
-	return sum;
+	float v[8];
+	for (int l = 0; l < 8; l++)
+		v[l] = acc[0][l] + acc[1][l];
+	return hsum8_ref(v);
+}
+
+/* Q4_K and Q5_K: sub-block j (32 weights, j = 0..7) is one vector of the kernel; lane l also
+ * takes -m[l] times the activation sum of sub-block l, in a lane set of its own. */
+static void k4_block_ref(float acc[8], const uint8_t *scales, uint16_t d_w, uint16_t dmin_w, const struct hyd_block_q8_k *b,
+			  int (*quant)(const void *blk, int j, int e), const void *blk)
+{
+	int32_t lane[8] = { 0 }, mins[8] = { 0 };
+	for (int j = 0; j < 8; j++) {
+		uint8_t sc, m;
+		hyd__scale_min_k4(j, scales, &sc, &m);
+		const int8_t *y = b->qs + 32 * j;
+		int sy = 0;
+		for (int e = 0; e < 32; e++) {
+			lane[e / 4] += sc * quant(blk, j, e) * y[e];
+			sy += y[e];
+		}
+		mins[j] = m * sy;
+	}
+	lanes_fma(acc, b->d * f16(d_w), lane);
+	const float dmin = b->d * f16(dmin_w);
+	for (int l = 0; l < 8; l++)
+		acc[l] = fmaf(-dmin, (float)mins[l], acc[l]);
+}
+
+static int q4_k_quant(const void *blk, int j, int e)
+{
+	const struct hyd_block_q4_k *a = blk;
+	const uint8_t q = a->qs[32 * (j / 2) + e];
+	return j & 1 ? q >> 4 : q & 0xF;
+}
+
+static int q5_k_quant(const void *blk, int j, int e)
+{
+	const struct hyd_block_q5_k *a = blk;
+	const uint8_t q = a->qs[32 * (j / 2) + e];
+	return (j & 1 ? q >> 4 : q & 0xF) | (((a->qh[e] >> j) & 1) << 4);
 }
 
 float hyd__q4_k_dot_ref(int64_t n, const void *w, const void *x)
 {
 	const struct hyd_block_q4_k *a = w;
 	const struct hyd_block_q8_k *b = x;
-	float sum = 0;
-	for (int64_t i = 0; i < n / HYD_QK_K; i++) {
-		int sumi = 0, summ = 0;
-		for (int j = 0; j < 8; j++) {
-			uint8_t sc, m;
-			hyd__scale_min_k4(j, a[i].scales, &sc, &m);
-			const uint8_t *q = a[i].qs + 32 * (j / 2);
-			const int8_t *y = b[i].qs + 32 * j;
-			int s = 0, sy = 0;
-			for (int l = 0; l < 32; l++) {
-				s += (j & 1 ? q[l] >> 4 : q[l] & 0xF) * y[l];
-				sy += y[l];
-			}
-			sumi += sc * s;
-			summ += m * sy;
-		}
-		const float d = b[i].d * f16(a[i].d), dmin = b[i].d * f16(a[i].dmin);
-		sum += d * (float)sumi - dmin * (float)summ;
-	}
-	return sum;
+	float acc[8] = { 0 };
+	for (int64_t i = 0; i < n / HYD_QK_K; i++)
+		k4_block_ref(acc, a[i].scales, a[i].d, a[i].dmin, &b[i], q4_k_quant, &a[i]);
+	return hsum8_ref(acc);
 }
 
 float hyd__q5_k_dot_ref(int64_t n, const void *w, const void *x)
 {
 	const struct hyd_block_q5_k *a = w;
 	const struct hyd_block_q8_k *b = x;
-	float sum = 0;
-	for (int64_t i = 0; i < n / HYD_QK_K; i++) {
-		int sumi = 0, summ = 0;
-		for (int j = 0; j < 8; j++) {
-			uint8_t sc, m;
-			hyd__scale_min_k4(j, a[i].scales, &sc, &m);
-			const uint8_t *q = a[i].qs + 32 * (j / 2);
-			const int8_t *y = b[i].qs + 32 * j;
-			int s = 0, sy = 0;
-			for (int l = 0; l < 32; l++) {
-				const int lo4 = j & 1 ? q[l] >> 4 : q[l] & 0xF;
-				const int hb = (a[i].qh[l] >> j) & 1;
-				s += (lo4 | (hb << 4)) * y[l];
-				sy += y[l];
-			}
-			sumi += sc * s;
-			summ += m * sy;
-		}
-		const float d = b[i].d * f16(a[i].d), dmin = b[i].d * f16(a[i].dmin);
-		sum += d * (float)sumi - dmin * (float)summ;
-	}
-	return sum;
+	float acc[8] = { 0 };
+	for (int64_t i = 0; i < n / HYD_QK_K; i++)
+		k4_block_ref(acc, a[i].scales, a[i].d, a[i].dmin, &b[i], q5_k_quant, &a[i]);
+	return hsum8_ref(acc);
 }
 
-/* Q6_K in the order of the AVX2 kernels (engine/quant_avx2.c, q6_k_step), so that a CPU
- * without them gives the same bits: llama.cpp's logits are summed in that order, and a
- * random model's near-ties (0.01 apart) flip under any other (5 of 64 argmaxes of
- * tiny-llama256-Q6_K).  Per block, eight int32 lanes as the vector kernel holds them: lane l
- * gets -32 times the scaled activation sums of weights 32l..32l+31 (the offset of the
- * unsigned quants) and, from every 32-weight chunk, the products of its weights 4l..4l+3
- * times the chunk's scale for them (that of its first 16 weights for lanes 0-3, of its last
- * 16 for lanes 4-7).  Integer sums are exact in any order; each lane is then converted and
- * added into its own float accumulator with one rounding (an FMA), and the eight summed as
- * hyd__hsum8_ps does: (l + l+4), then (0 + 2) + (1 + 3). */
+/* Q6_K: chunk k of group g (weights 128g + 32k + e) is one vector, its scale that of its
+ * first 16 weights for lanes 0-3 and of its last 16 for lanes 4-7; the quants go in
+ * unsigned (0..63) and lane l takes -32 times the scaled activation sums of sub-blocks 2l
+ * and 2l + 1 (16 weights each). */
 float hyd__q6_k_dot_ref(int64_t n, const void *w, const void *x)
 {
 	const struct hyd_block_q6_k *a = w;
 	const struct hyd_block_q8_k *b = x;
 	float acc[8] = { 0 };
 	for (int64_t i = 0; i < n / HYD_QK_K; i++) {
-		int32_t lane[8];
-		for (int l = 0; l < 8; l++)
-			lane[l] = -32 * (a[i].scales[2 * l] * b[i].bsums[2 * l] + a[i].scales[2 * l + 1] * b[i].bsums[2 * l + 1]);
+		int32_t lane[8] = { 0 };
+		for (int j = 0; j < 16; j++) {
+			int sy = 0;
+			for (int e = 0; e < 16; e++)
+				sy += b[i].qs[16 * j + e];
+			lane[j / 2] -= 32 * a[i].scales[j] * sy;
+		}
 		for (int g = 0; g < 2; g++)
 			for (int k = 0; k < 4; k++)
 				for (int e = 0; e < 32; e++)
 					lane[e / 4] += a[i].scales[8 * g + 2 * k + e / 16] * q6_k_get(&a[i], g, k, e) *
 						       b[i].qs[128 * g + 32 * k + e];
-		const float d = f16(a[i].d) * b[i].d;
-		for (int l = 0; l < 8; l++)
-			acc[l] = fmaf(d, (float)lane[l], acc[l]);
+		lanes_fma(acc, f16(a[i].d) * b[i].d, lane);
 	}
-	const float s0 = acc[0] + acc[4], s1 = acc[1] + acc[5], s2 = acc[2] + acc[6], s3 = acc[3] + acc[7];
-	return (s0 + s2) + (s1 + s3);
+	return hsum8_ref(acc);
 }
