@@ -537,13 +537,13 @@ START_TEST(test_scalar_kernels)
 }
 END_TEST
 
-static void check_threads_and_batches(struct fake *f, const char *kind)
+static void check_threads_and_batches(struct fake *f, const char *kind, uint32_t n_threads)
 {
 	const struct hyd_mixer_factory *fac = factory(kind);
 	void *layer = NULL;
 	ck_assert_int_eq(fac->bind(&f->desc, &support, &layer), 0);
 	struct hyd_pool *pool = NULL;
-	ck_assert_int_eq(hyd_pool_create(2, &pool), 0);
+	ck_assert_int_eq(hyd_pool_create(n_threads, &pool), 0);
 	/* no pause here on purpose: the first job is posted before the workers have started,
 	 * which the pool must handle (it once did not) */
 	const struct hyd_parallel *par = hyd_pool_parallel(pool);
@@ -644,12 +644,22 @@ END_TEST
 START_TEST(test_batches_threads)
 {
 	struct fake f;
-	/* 400 channels: three conv/scan tasks (192, 192, 16) for the threads to share */
+	/* 400 channels: three conv/scan blocks (192, 192, 16); decode on two threads runs them
+	 * as two tasks of one and two blocks, prefill as three */
 	make_mamba1(&f, 24, 400, 12, 4, 5, true);
-	check_threads_and_batches(&f, "mamba1");
+	check_threads_and_batches(&f, "mamba1", 2);
+	fake_free(&f);
+	/* 1,000 channels (five blocks) on three threads: decode tasks of one, two and two */
+	make_mamba1(&f, 24, 1000, 8, 4, 5, false);
+	check_threads_and_batches(&f, "mamba1", 3);
 	fake_free(&f);
 	make_mamba2(&f, 24, 8, 8, 16, 2, 4);
-	check_threads_and_batches(&f, "mamba2");
+	check_threads_and_batches(&f, "mamba2", 2);
+	fake_free(&f);
+	/* eight heads of 32 (320 conv channels, five blocks of 64) on three threads: decode
+	 * scans heads in tasks of 2, 3 and 3, convolves blocks in tasks of 1, 2 and 2 */
+	make_mamba2(&f, 24, 8, 32, 16, 2, 4);
+	check_threads_and_batches(&f, "mamba2", 3);
 	fake_free(&f);
 }
 END_TEST

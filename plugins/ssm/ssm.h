@@ -35,6 +35,13 @@ int hyd__ssm_f32(const struct hyd_layer_desc *d, const struct hyd_plugin_support
  * to another core costs more than it saves (and under CPU contention, much more). */
 void hyd__ssm_run(const struct hyd_parallel *par, uint32_t n, hyd_task_fn fn, void *arg, uint64_t work);
 
+/* How many tasks per session a step over n_units (channel blocks, heads) should use: when
+ * every session of the batch steps one token (decode) and the host has 1 < T < n_units
+ * threads, T tasks of consecutive units, so each thread takes one run of them; otherwise one
+ * task per unit, claimed as the threads come.  Decode's fine-grained tasks cost a claim of
+ * the shared task counter each, and scattered the units over the threads from one step of
+ * a layer to the next (docs/PERFORMANCE.md, "Fifth session"). */
+uint32_t hyd__ssm_task_groups(const struct hyd_mixer_batch *b, uint32_t n_units);
 /* Causal depthwise convolution with SiLU for channels [c0, c1) of one session's n_rows rows.
  * in: row r's channel c at in[r*ld_in + c] (pre-convolution values); out likewise with ld_out.
  * w: [channels][d_conv] (GGUF {d_conv, channels}); bias may be NULL.  The d_conv-1 inputs that

@@ -101,6 +101,17 @@ void hyd__ssm_run(const struct hyd_parallel *par, uint32_t n, hyd_task_fn fn, vo
 		fn(arg, i, 0);
 }
 
+uint32_t hyd__ssm_task_groups(const struct hyd_mixer_batch *b, uint32_t n_units)
+{
+	const uint32_t t = b->par && b->par->run ? b->par->n_threads : 1;
+	if (t < 2 || t >= n_units)
+		return n_units;
+	for (uint32_t i = 0; i < b->n_seqs; i++)
+		if (b->seqs[i].n_rows > 1)
+			return n_units;
+	return t;
+}
+
 void hyd__ssm_conv(const float *in, int64_t ld_in, float *out, int64_t ld_out, uint32_t n_rows,
 		   const float *w, const float *bias, uint32_t d_conv, const float *tail_src, float *tail_dst,
 		   uint32_t c0, uint32_t c1)
