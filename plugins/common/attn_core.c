@@ -236,6 +236,7 @@ struct attn_job {
 	hyd_vec_dot4_fn dot4; /* the same, four keys at a time (NULL: none at this SIMD level) */
 	const float *q32;   /* q rows in f32, for the tiled kernel */
 	const uint8_t *tiled; /* per row: its sequence's step takes the tiled kernel */
+	uint32_t n_tasks, n_groups; /* (row, head) tasks, run as n_groups pool tasks (attn_group) */
 };
 
 /* The visible span [first, p] of row task's query position. */
@@ -606,6 +607,17 @@ static bool tiled_use_avx2(void)
 }
 #endif
 
+static void attn_task(void *arg, uint32_t task, uint32_t thread);
+
+/* Pool task g: the (row, head) tasks of its consecutive run, one after another. */
+static void attn_group(void *arg, uint32_t g, uint32_t thread)
+{
+	const struct attn_job *j = arg;
+	for (uint32_t t = (uint32_t)((uint64_t)g * j->n_tasks / j->n_groups);
+	     t < (uint32_t)((uint64_t)(g + 1) * j->n_tasks / j->n_groups); t++)
+		attn_task(arg, t, thread);
+}
+
 /* One task = one (row, head).  This is ggml's CPU flash attention (llama.cpp's default), so that
  * greedy decoding makes llama.cpp's choices on near-ties: q rounded to f16, q.k in ggml's f16 dot
  * order, online softmax in f32, and the weighted sum of V rows accumulated in f16. */
@@ -784,8 +796,16 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 	for (uint32_t si = 0; si < b->n_seqs; si++)
 		work += (uint64_t)b->seqs[si].n_rows * (b->seqs[si].pos + b->seqs[si].n_rows);
 	work *= (uint64_t)hp->n_head * hp->head_dim_k;
+	/* Decode (one row per session) on T threads: T pool tasks of consecutive heads, as the
+	 * SSM layers do (hyd__ssm_task_groups): one claim of the shared task counter per
+	 * thread instead of one per head, 0.4-1.8 % faster two-thread decode of llama-125m
+	 * (alternate tokens, docs/PERFORMANCE.md).  Prefill's tasks, whose cost grows with the
+	 * row, stay one per (row, head) to balance. */
+	j.n_tasks = tasks;
+	j.n_groups = b->par && n == b->n_seqs && b->par->n_threads > 1 && b->par->n_threads < tasks ? b->par->n_threads
+												     : tasks;
 	if (b->par && tasks > 1 && work >= (1u << 13))
-		b->par->run(b->par->ctx, tasks, attn_task, &j);
+		b->par->run(b->par->ctx, j.n_groups, j.n_groups < tasks ? attn_group : attn_task, &j);
 	else
 		for (uint32_t t = 0; t < tasks; t++)
 			attn_task(&j, t, 0);
