@@ -797,7 +797,7 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 		work += (uint64_t)b->seqs[si].n_rows * (b->seqs[si].pos + b->seqs[si].n_rows);
 	work *= (uint64_t)hp->n_head * hp->head_dim_k;
 	/* Decode (one row per session) on T threads: T pool tasks of consecutive heads, as the
-	 * SSM layers do (hyd__ssm_task_groups): one claim of the shared task counter per
+	 * SSM layers do (hyd__ssm_run_units): one claim of the shared task counter per
 	 * thread instead of one per head, 0.4-1.8 % faster two-thread decode of llama-125m
 	 * (alternate tokens, docs/PERFORMANCE.md).  Prefill's tasks, whose cost grows with the
 	 * row, stay one per (row, head) to balance. */

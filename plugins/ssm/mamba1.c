@@ -24,7 +24,7 @@
  * faster than 96 and 96 2-3.7 % faster than 32 (fewer claims of the shared task counter and
  * fewer per-task kernel calls); 384 measured the same as 192, one thread the same for all.
  * (Decode on several threads now takes the blocks in one run per thread, see
- * hyd__ssm_task_groups; the blocks still size prefill's tasks.) */
+ * hyd__ssm_run_units; the blocks still size prefill's tasks.) */
 #define CHAN_BLOCK 192u
 
 struct m1_layer {
@@ -130,7 +130,6 @@ struct m1_job {
 	const struct hyd_mixer_batch *b;
 	float *xz, *xc, *dbc, *dt;
 	uint32_t n_blocks; /* channel blocks per session */
-	uint32_t n_groups; /* conv and scan tasks per session, each a run of consecutive blocks */
 };
 
 static float *state_copy(const struct m1_layer *L, const struct hyd_mixer_seq *s, uint32_t which)
@@ -138,7 +137,8 @@ static float *state_copy(const struct m1_layer *L, const struct hyd_mixer_seq *s
 	return (float *)s->state + (uint64_t)which * L->copy_floats;
 }
 
-static void m1_conv_block(void *arg, uint32_t task, uint32_t thread)
+/* One channel block of one session: task = session * n_blocks + block. */
+static void m1_conv_task(void *arg, uint32_t task, uint32_t thread)
 {
 	const struct m1_job *j = arg;
 	const struct m1_layer *L = j->L;
@@ -152,7 +152,7 @@ static void m1_conv_block(void *arg, uint32_t task, uint32_t thread)
 		      L->d_conv, src, dst, c0, c1);
 }
 
-static void m1_scan_block(void *arg, uint32_t task, uint32_t thread)
+static void m1_scan_task(void *arg, uint32_t task, uint32_t thread)
 {
 	const struct m1_job *j = arg;
 	const struct m1_layer *L = j->L;
@@ -185,23 +185,6 @@ static void m1_scan_block(void *arg, uint32_t task, uint32_t thread)
 		K->stream_fence();
 }
 
-/* Pool tasks: task = session * n_groups + group, the group's blocks one after another */
-static void m1_conv_task(void *arg, uint32_t task, uint32_t thread)
-{
-	const struct m1_job *j = arg;
-	const uint32_t s = task / j->n_groups, g = task % j->n_groups;
-	for (uint32_t k = g * j->n_blocks / j->n_groups; k < (g + 1) * j->n_blocks / j->n_groups; k++)
-		m1_conv_block(arg, s * j->n_blocks + k, thread);
-}
-
-static void m1_scan_task(void *arg, uint32_t task, uint32_t thread)
-{
-	const struct m1_job *j = arg;
-	const uint32_t s = task / j->n_groups, g = task % j->n_groups;
-	for (uint32_t k = g * j->n_blocks / j->n_groups; k < (g + 1) * j->n_blocks / j->n_groups; k++)
-		m1_scan_block(arg, s * j->n_blocks + k, thread);
-}
-
 static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)
 {
 	const struct m1_layer *L = layer;
@@ -214,7 +197,6 @@ static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)
 	if (scratch_floats(L, n) * sizeof(float) > b->scratch_bytes || !b->scratch)
 		return -ENOBUFS;
 	struct m1_job j = { .L = L, .b = b, .n_blocks = (di + CHAN_BLOCK - 1) / CHAN_BLOCK };
-	j.n_groups = hyd__ssm_task_groups(b, j.n_blocks);
 	j.xz = b->scratch;
 	j.xc = j.xz + (uint64_t)n * 2 * di;
 	j.dbc = j.xc + (uint64_t)n * di;
@@ -222,7 +204,7 @@ static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)
 	if ((r = hyd__ssm_matmul(b, L->w_in, b->x, L->hp.n_embd, j.xz, 2 * di)))
 		return r;
 	/* work in multiply-add equivalents: a SiLU (an exp and a division) counts as ~20 */
-	hyd__ssm_run(b->par, b->n_seqs * j.n_groups, m1_conv_task, &j, (uint64_t)n * di * (L->d_conv + 20));
+	hyd__ssm_run_units(b, j.n_blocks, m1_conv_task, &j, (uint64_t)n * di * (L->d_conv + 20));
 	if ((r = hyd__ssm_matmul(b, L->w_x, j.xc, di, j.dbc, L->n_x)))
 		return r;
 	if (L->dt_norm || L->b_norm || L->c_norm) {
@@ -240,7 +222,7 @@ static int m1_forward(const void *layer, const struct hyd_mixer_batch *b)
 	if ((r = hyd__ssm_matmul(b, L->w_dt, j.dbc, L->n_x, j.dt, di)))
 		return r;
 	/* an exp and 3 multiply-adds per state element, a softplus and a SiLU per channel */
-	hyd__ssm_run(b->par, b->n_seqs * j.n_groups, m1_scan_task, &j, (uint64_t)n * di * (L->d_state * 11 + 60));
+	hyd__ssm_run_units(b, j.n_blocks, m1_scan_task, &j, (uint64_t)n * di * (L->d_state * 11 + 60));
 	return hyd__ssm_matmul(b, L->w_out, j.dt, di, b->y, L->hp.n_embd);
 }
 

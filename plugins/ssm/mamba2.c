@@ -126,7 +126,6 @@ struct m2_job {
 	const struct hyd_mixer_batch *b;
 	float *zx, *xbc, *y;
 	uint32_t n_blocks; /* conv channel blocks per session */
-	uint32_t conv_groups, head_groups; /* conv and scan tasks per session (runs of blocks, heads) */
 	uint32_t n_rows;
 };
 
@@ -135,7 +134,8 @@ static float *state_copy(const struct m2_layer *L, const struct hyd_mixer_seq *s
 	return (float *)s->state + (uint64_t)which * L->copy_floats;
 }
 
-static void m2_conv_block(void *arg, uint32_t task, uint32_t thread)
+/* One channel block of one session: task = session * n_blocks + block. */
+static void m2_conv_task(void *arg, uint32_t task, uint32_t thread)
 {
 	const struct m2_job *j = arg;
 	const struct m2_layer *L = j->L;
@@ -148,7 +148,7 @@ static void m2_conv_block(void *arg, uint32_t task, uint32_t thread)
 }
 
 /* One task = one (session, head). */
-static void m2_scan_head(void *arg, uint32_t task, uint32_t thread)
+static void m2_scan_task(void *arg, uint32_t task, uint32_t thread)
 {
 	const struct m2_job *j = arg;
 	const struct m2_layer *L = j->L;
@@ -185,24 +185,6 @@ static void m2_scan_head(void *arg, uint32_t task, uint32_t thread)
 		K->stream_fence();
 }
 
-/* Pool tasks: task = session * groups + group, the group's blocks (heads) one after another */
-static void m2_conv_task(void *arg, uint32_t task, uint32_t thread)
-{
-	const struct m2_job *j = arg;
-	const uint32_t s = task / j->conv_groups, g = task % j->conv_groups;
-	for (uint32_t k = g * j->n_blocks / j->conv_groups; k < (g + 1) * j->n_blocks / j->conv_groups; k++)
-		m2_conv_block(arg, s * j->n_blocks + k, thread);
-}
-
-static void m2_scan_task(void *arg, uint32_t task, uint32_t thread)
-{
-	const struct m2_job *j = arg;
-	const uint32_t nh = j->L->n_head;
-	const uint32_t s = task / j->head_groups, g = task % j->head_groups;
-	for (uint32_t h = g * nh / j->head_groups; h < (g + 1) * nh / j->head_groups; h++)
-		m2_scan_head(arg, s * nh + h, thread);
-}
-
 /* y = rmsnorm_per_group(y * silu(z)) * w over NORM_ROWS rows. */
 static void m2_norm_task(void *arg, uint32_t task, uint32_t thread)
 {
@@ -234,8 +216,6 @@ static int m2_forward(const void *layer, const struct hyd_mixer_batch *b)
 	struct m2_job j = {
 		.L = L, .b = b, .n_blocks = (L->conv_dim + CHAN_BLOCK - 1) / CHAN_BLOCK, .n_rows = n,
 	};
-	j.conv_groups = hyd__ssm_task_groups(b, j.n_blocks);
-	j.head_groups = hyd__ssm_task_groups(b, L->n_head);
 	j.zx = b->scratch;
 	j.xbc = j.zx + (uint64_t)n * L->d_in_proj;
 	j.y = j.xbc + (uint64_t)n * L->conv_dim;
@@ -244,9 +224,8 @@ static int m2_forward(const void *layer, const struct hyd_mixer_batch *b)
 	/* work as Mamba-1's conv counts it (a SiLU ~20 multiply-adds): a decode step's 1,792
 	 * channels (granite-4.0-h-350m) then go to both threads, 0.6-0.7 % faster two-thread
 	 * decode than on the caller's alone (alternate tokens of one process, docs/PERFORMANCE.md) */
-	hyd__ssm_run(b->par, b->n_seqs * j.conv_groups, m2_conv_task, &j,
-		     (uint64_t)n * L->conv_dim * (L->d_conv + 20));
-	hyd__ssm_run(b->par, b->n_seqs * j.head_groups, m2_scan_task, &j, (uint64_t)n * L->d_inner * L->d_state * 3);
+	hyd__ssm_run_units(b, j.n_blocks, m2_conv_task, &j, (uint64_t)n * L->conv_dim * (L->d_conv + 20));
+	hyd__ssm_run_units(b, L->n_head, m2_scan_task, &j, (uint64_t)n * L->d_inner * L->d_state * 3);
 	hyd__ssm_run(b->par, (n + NORM_ROWS - 1) / NORM_ROWS, m2_norm_task, &j, (uint64_t)n * L->d_inner * 4);
 	return hyd__ssm_matmul(b, L->w_out, j.y, L->d_inner, b->y, L->hp.n_embd);
 }

@@ -35,13 +35,15 @@ int hyd__ssm_f32(const struct hyd_layer_desc *d, const struct hyd_plugin_support
  * to another core costs more than it saves (and under CPU contention, much more). */
 void hyd__ssm_run(const struct hyd_parallel *par, uint32_t n, hyd_task_fn fn, void *arg, uint64_t work);
 
-/* How many tasks per session a step over n_units (channel blocks, heads) should use: when
- * every session of the batch steps one token (decode) and the host has 1 < T < n_units
- * threads, T tasks of consecutive units, so each thread takes one run of them; otherwise one
- * task per unit, claimed as the threads come.  Decode's fine-grained tasks cost a claim of
- * the shared task counter each, and scattered the units over the threads from one step of
- * a layer to the next (docs/PERFORMANCE.md, "Fifth session"). */
-uint32_t hyd__ssm_task_groups(const struct hyd_mixer_batch *b, uint32_t n_units);
+/* Runs unit_fn(arg, s * n_units + u, thread) for every session s of the batch and unit u <
+ * n_units (a channel block, a head) through hyd__ssm_run.  When every session steps one
+ * token (decode) and the host has 1 < T < n_units threads, as T pool tasks per session, each
+ * a run of consecutive units: the calling thread, which claims first, then keeps the same
+ * units from one step of a layer to the next and reads what it wrote itself, and each thread
+ * claims once (docs/PERFORMANCE.md, "Fifth session").  Otherwise one pool task per unit,
+ * claimed as the threads come, which balances prefill's larger and unequal tasks. */
+void hyd__ssm_run_units(const struct hyd_mixer_batch *b, uint32_t n_units, hyd_task_fn unit_fn, void *arg,
+			uint64_t work);
 /* Causal depthwise convolution with SiLU for channels [c0, c1) of one session's n_rows rows.
  * in: row r's channel c at in[r*ld_in + c] (pre-convolution values); out likewise with ld_out.
  * w: [channels][d_conv] (GGUF {d_conv, channels}); bias may be NULL.  The d_conv-1 inputs that

@@ -101,15 +101,33 @@ void hyd__ssm_run(const struct hyd_parallel *par, uint32_t n, hyd_task_fn fn, vo
 		fn(arg, i, 0);
 }
 
-uint32_t hyd__ssm_task_groups(const struct hyd_mixer_batch *b, uint32_t n_units)
+struct unit_runs {
+	hyd_task_fn unit_fn;
+	void *arg;
+	uint32_t n_units, n_runs; /* per session */
+};
+
+static void unit_run_task(void *arg, uint32_t task, uint32_t thread)
+{
+	const struct unit_runs *r = arg;
+	const uint32_t s = task / r->n_runs, g = task % r->n_runs;
+	for (uint32_t u = g * r->n_units / r->n_runs; u < (g + 1) * r->n_units / r->n_runs; u++)
+		r->unit_fn(r->arg, s * r->n_units + u, thread);
+}
+
+void hyd__ssm_run_units(const struct hyd_mixer_batch *b, uint32_t n_units, hyd_task_fn unit_fn, void *arg,
+			uint64_t work)
 {
 	const uint32_t t = b->par && b->par->run ? b->par->n_threads : 1;
-	if (t < 2 || t >= n_units)
-		return n_units;
-	for (uint32_t i = 0; i < b->n_seqs; i++)
-		if (b->seqs[i].n_rows > 1)
-			return n_units;
-	return t;
+	bool decode = t > 1 && t < n_units;
+	for (uint32_t i = 0; decode && i < b->n_seqs; i++)
+		decode = b->seqs[i].n_rows <= 1;
+	if (!decode) {
+		hyd__ssm_run(b->par, b->n_seqs * n_units, unit_fn, arg, work);
+		return;
+	}
+	struct unit_runs r = { .unit_fn = unit_fn, .arg = arg, .n_units = n_units, .n_runs = t };
+	hyd__ssm_run(b->par, b->n_seqs * t, unit_run_task, &r, work);
 }
 
 void hyd__ssm_conv(const float *in, int64_t ld_in, float *out, int64_t ld_out, uint32_t n_rows,
