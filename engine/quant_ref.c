@@ -487,8 +487,8 @@ float hyd__q4_0_dot_ref(int64_t n, const void *w, const void *x)
 
 /* Q4_K and Q5_K: sub-block j (32 weights, j = 0..7) is one vector of the kernel; lane l also
  * takes -m[l] times the activation sum of sub-block l, in a lane set of its own. */
-static void k4_block_ref(float acc[8], const uint8_t *scales, uint16_t d_w, uint16_t dmin_w, const struct hyd_block_q8_k *b,
-			  int (*quant)(const void *blk, int j, int e), const void *blk)
+static void k4_block_ref(float acc[8], const uint8_t *scales, uint16_t d_w, uint16_t dmin_w,
+			 const struct hyd_block_q8_k *b, int (*quant)(const void *blk, int j, int e), const void *blk)
 {
 	int32_t lane[8] = { 0 }, mins[8] = { 0 };
 	for (int j = 0; j < 8; j++) {
