@@ -27,7 +27,7 @@ static const struct quant_impl impls[] = {
 	  { hyd__q8_0_from_float_ref, X86(hyd__q8_0_from_float_avx2) },
 	  { hyd__q8_0_dot_ref, X86(hyd__q8_0_dot_avx2), X86(hyd__q8_0_dot_avx512),
 	    X86(hyd__q8_0_dot_avx512vnni) },
-	  { NULL, X86(hyd__q8_0_dot4_avx2) },
+	  { NULL, X86(hyd__q8_0_dot4_avx2), NULL, X86(hyd__q8_0_dot4_avx512vnni) },
 	  { NULL } },
 	{ HYD_TYPE_Q4_0, hyd__q4_0_to_float, HYD_TYPE_Q8_0,
 	  { hyd__q4_0_from_float_ref },
@@ -37,9 +37,11 @@ static const struct quant_impl impls[] = {
 	  { NULL } },
 	{ HYD_TYPE_Q4_K, hyd__q4_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q4_k_from_float_ref },
-	  { hyd__q4_k_dot_ref, X86(hyd__q4_k_dot_avx2), X86(hyd__q4_k_dot_avx512) },
-	  { NULL, X86(hyd__q4_k_dot4_avx2) },
-	  { NULL, X86(hyd__q4_k_dot4x2_avx2) } },
+	  { hyd__q4_k_dot_ref, X86(hyd__q4_k_dot_avx2), X86(hyd__q4_k_dot_avx512),
+	    X86(hyd__q4_k_dot_avx512vnni) },
+	  { NULL, X86(hyd__q4_k_dot4_avx2), NULL, X86(hyd__q4_k_dot4_avx512vnni) },
+	  /* the VNNI level's four-row kernel has the AVX2 one's bits: the same prefill kernel */
+	  { NULL, X86(hyd__q4_k_dot4x2_avx2), NULL, X86(hyd__q4_k_dot4x2_avx2) } },
 	{ HYD_TYPE_Q5_K, hyd__q5_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q5_k_from_float_ref },
 	  { hyd__q5_k_dot_ref, X86(hyd__q5_k_dot_avx2), X86(hyd__q5_k_dot_avx512) },
@@ -47,9 +49,10 @@ static const struct quant_impl impls[] = {
 	  { NULL } },
 	{ HYD_TYPE_Q6_K, hyd__q6_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q6_k_from_float_ref },
-	  { hyd__q6_k_dot_ref, X86(hyd__q6_k_dot_avx2), X86(hyd__q6_k_dot_avx512) },
-	  { NULL, X86(hyd__q6_k_dot4_avx2) },
-	  { NULL, X86(hyd__q6_k_dot4x2_avx2) } },
+	  { hyd__q6_k_dot_ref, X86(hyd__q6_k_dot_avx2), X86(hyd__q6_k_dot_avx512),
+	    X86(hyd__q6_k_dot_avx512vnni) },
+	  { NULL, X86(hyd__q6_k_dot4_avx2), NULL, X86(hyd__q6_k_dot4_avx512vnni) },
+	  { NULL, X86(hyd__q6_k_dot4x2_avx2), NULL, X86(hyd__q6_k_dot4x2_avx2) } },
 	/* Q8_K only exists as the K-quants' activation type: no dot product of its own */
 	{ HYD_TYPE_Q8_K, hyd__q8_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q8_k_from_float_ref, X86(hyd__q8_k_from_float_avx2) },
@@ -152,8 +155,10 @@ void hyd__quant_register(struct hyd_type_traits *tab, enum hyd_simd level)
 		/* The table takes the best level that has a four-row kernel, with that level's
 		 * single-row kernel (the two must agree bit for bit).  Measured on an AVX-512 VNNI
 		 * Xeon (bench/dot_bench): the AVX2 four-row kernels stream weights from DRAM 5-33 %
-		 * faster than the single-row AVX-512 ones, so AVX-512 CPUs use the AVX2 pair;
-		 * the AVX-512 kernels stay reachable through hyd__quant_vec_dot_at(). */
+		 * faster than the single-row AVX-512 ones, so AVX-512 CPUs without VNNI use the
+		 * AVX2 pair, and VNNI CPUs the VNNI twins of the AVX2 kernels (Q8_0, Q4_K, Q6_K;
+		 * the AVX2 pair for the others); the AVX-512 kernels stay reachable through
+		 * hyd__quant_vec_dot_at(). */
 		enum hyd_simd lv = level;
 		while (lv > HYD_SIMD_SCALAR && !vec_dot4_at(q->type, lv))
 			lv = (enum hyd_simd)(lv - 1);

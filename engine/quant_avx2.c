@@ -1,9 +1,16 @@
-/* AVX2 + FMA + F16C kernels for the quantized types.  Built with target attributes so the file
- * compiles without -mavx2; quant.c only registers them when the CPU has them.
+/* AVX2 + FMA + F16C kernels for the quantized types, and their AVX-512 VNNI twins.  Built with
+ * target attributes so the file compiles without -mavx2; quant.c only registers them when the
+ * CPU has them.
  *
  * The dot products stream weights at memory speed: integer products with maddubs (unsigned
  * x signed bytes -> int16 pairs) and madd (-> int32, applying the sub-block scale), exact
- * integer sums per block, one float FMA per block. */
+ * integer sums per block, one float FMA per block.
+ *
+ * The VNNI twins (end of the file) do the same arithmetic with fewer instructions: vpdpbusd
+ * is maddubs + madd by ones, vpdpwssd is madd + add.  Each block's int32 lanes are the same
+ * integers (exact sums, and maddubs never saturates on these operands) and the float steps are
+ * the same instructions in the same order, so a VNNI kernel gives its AVX2 twin's bits, which
+ * are the scalar reference's (engine/quant_ref.c): the same numbers on every x86 CPU. */
 #include "config.h"
 
 #include "engine/quant.h"
@@ -102,6 +109,11 @@ AVX2 static inline __m256i load_once(const void *p)
 	return v;
 }
 
+/* acc + madd(p, scale): the K-quants' scaled sum, as AVX2 does it (MADD_AVX2) and as
+ * AVX512-VNNI does it in one instruction (MADD_VNNI); the same int32 lanes. */
+#define MADD_AVX2(ACC, P, SC) _mm256_add_epi32(ACC, _mm256_madd_epi16(P, SC))
+#define MADD_VNNI(ACC, P, SC) _mm256_dpwssd_epi32(ACC, P, SC)
+
 /* Signed x signed bytes -> 8 int32 sums of 4 products.  Moves a's sign onto b so maddubs
  * sees |a| unsigned; b must not hold -128. */
 AVX2 static inline __m256i dot_i8(__m256i a, __m256i b)
@@ -128,61 +140,65 @@ AVX2 static inline __m256 q8_0_step(const struct hyd_block_q8_0 *a, __m256i xq, 
 	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(p), acc);
 }
 
-/* Even blocks sum into acc0, odd ones into acc1 (two FMA chains hide the FMA latency). */
-AVX2 float hyd__q8_0_dot_avx2(int64_t n, const void *w, const void *x)
-{
-	const struct hyd_block_q8_0 *a = w, *b = x;
-	const int64_t nb = n / HYD_QK;
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-	int64_t i = 0;
-	for (; i + 2 <= nb; i += 2) {
-		prefetch_block(&a[i], 64);
-		acc0 = q8_0_step(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0);
-		acc1 = q8_0_step(&a[i + 1], _mm256_loadu_si256((const __m256i *)b[i + 1].qs),
-				 bcast_f16(&b[i + 1].d), acc1);
+/* Single-row and four-row Q8_0 kernels (SUFFIX, target ATTR) from a per-block STEP.
+ * Single-row: even blocks sum into acc0, odd ones into acc1 (two FMA chains hide the FMA
+ * latency).  Four-row: four consecutive weight rows against one activation row, each row's
+ * sums exactly as in the single-row kernel, the activation block loaded once for the four. */
+#define Q8_0_KERNELS(SUFFIX, ATTR, STEP)                                                                 \
+	ATTR float hyd__q8_0_dot_##SUFFIX(int64_t n, const void *w, const void *x)                      \
+	{                                                                                               \
+		const struct hyd_block_q8_0 *a = w, *b = x;                                             \
+		const int64_t nb = n / HYD_QK;                                                          \
+		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                          \
+		int64_t i = 0;                                                                          \
+		for (; i + 2 <= nb; i += 2) {                                                           \
+			prefetch_block(&a[i], 64);                                                      \
+			acc0 = STEP(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0); \
+			acc1 = STEP(&a[i + 1], _mm256_loadu_si256((const __m256i *)b[i + 1].qs),         \
+				    bcast_f16(&b[i + 1].d), acc1);                                      \
+		}                                                                                       \
+		if (i < nb)                                                                             \
+			acc0 = STEP(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0); \
+		return hyd__hsum8_ps(_mm256_add_ps(acc0, acc1));                                        \
+	}                                                                                               \
+	ATTR void hyd__q8_0_dot4_##SUFFIX(int64_t n, const void *w, int64_t w_stride, const void *x,     \
+					  float *ret_out)                                               \
+	{                                                                                               \
+		FOUR_ROWS(hyd_block_q8_0);                                                              \
+		const struct hyd_block_q8_0 *b = x;                                                     \
+		const int64_t nb = n / HYD_QK;                                                          \
+		__m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0; /* even blocks */           \
+		__m256 o0 = e0, o1 = e0, o2 = e0, o3 = e0;                  /* odd blocks */            \
+		struct four_prefetch pf = four_prefetch_init(w, w_stride, nb * (int64_t)sizeof(*a0));   \
+		int64_t i = 0;                                                                          \
+		for (; i + 2 <= nb; i += 2) {                                                           \
+			four_prefetch_to(&pf, (i + 2) * (int64_t)sizeof(*a0));                          \
+			__m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);                      \
+			__m256 dx = bcast_f16(&b[i].d);                                                 \
+			e0 = STEP(&a0[i], xq, dx, e0);                                                  \
+			e1 = STEP(&a1[i], xq, dx, e1);                                                  \
+			e2 = STEP(&a2[i], xq, dx, e2);                                                  \
+			e3 = STEP(&a3[i], xq, dx, e3);                                                  \
+			xq = _mm256_loadu_si256((const __m256i *)b[i + 1].qs);                          \
+			dx = bcast_f16(&b[i + 1].d);                                                    \
+			o0 = STEP(&a0[i + 1], xq, dx, o0);                                              \
+			o1 = STEP(&a1[i + 1], xq, dx, o1);                                              \
+			o2 = STEP(&a2[i + 1], xq, dx, o2);                                              \
+			o3 = STEP(&a3[i + 1], xq, dx, o3);                                              \
+		}                                                                                       \
+		if (i < nb) {                                                                           \
+			const __m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);                \
+			const __m256 dx = bcast_f16(&b[i].d);                                           \
+			e0 = STEP(&a0[i], xq, dx, e0);                                                  \
+			e1 = STEP(&a1[i], xq, dx, e1);                                                  \
+			e2 = STEP(&a2[i], xq, dx, e2);                                                  \
+			e3 = STEP(&a3[i], xq, dx, e3);                                                  \
+		}                                                                                       \
+		_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),    \
+						       _mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)));  \
 	}
-	if (i < nb)
-		acc0 = q8_0_step(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0);
-	return hyd__hsum8_ps(_mm256_add_ps(acc0, acc1));
-}
 
-/* Four consecutive weight rows against one activation row: each row's sums exactly as in
- * hyd__q8_0_dot_avx2, the activation block loaded once for the four. */
-AVX2 void hyd__q8_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
-{
-	FOUR_ROWS(hyd_block_q8_0);
-	const struct hyd_block_q8_0 *b = x;
-	const int64_t nb = n / HYD_QK;
-	__m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0; /* even blocks */
-	__m256 o0 = e0, o1 = e0, o2 = e0, o3 = e0;                  /* odd blocks */
-	struct four_prefetch pf = four_prefetch_init(w, w_stride, nb * (int64_t)sizeof(*a0));
-	int64_t i = 0;
-	for (; i + 2 <= nb; i += 2) {
-		four_prefetch_to(&pf, (i + 2) * (int64_t)sizeof(*a0));
-		__m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);
-		__m256 dx = bcast_f16(&b[i].d);
-		e0 = q8_0_step(&a0[i], xq, dx, e0);
-		e1 = q8_0_step(&a1[i], xq, dx, e1);
-		e2 = q8_0_step(&a2[i], xq, dx, e2);
-		e3 = q8_0_step(&a3[i], xq, dx, e3);
-		xq = _mm256_loadu_si256((const __m256i *)b[i + 1].qs);
-		dx = bcast_f16(&b[i + 1].d);
-		o0 = q8_0_step(&a0[i + 1], xq, dx, o0);
-		o1 = q8_0_step(&a1[i + 1], xq, dx, o1);
-		o2 = q8_0_step(&a2[i + 1], xq, dx, o2);
-		o3 = q8_0_step(&a3[i + 1], xq, dx, o3);
-	}
-	if (i < nb) {
-		const __m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);
-		const __m256 dx = bcast_f16(&b[i].d);
-		e0 = q8_0_step(&a0[i], xq, dx, e0);
-		e1 = q8_0_step(&a1[i], xq, dx, e1);
-		e2 = q8_0_step(&a2[i], xq, dx, e2);
-		e3 = q8_0_step(&a3[i], xq, dx, e3);
-	}
-	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),
-					_mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)));
-}
+Q8_0_KERNELS(avx2, AVX2, q8_0_step)
 
 /* 16 bytes of packed nibbles -> 32 bytes: low nibbles in lane 0, high nibbles in lane 1,
  * which is the Q4_0 element order. */
@@ -321,15 +337,14 @@ AVX2 static inline __m256i k4_mins_dot(__m256i sm, const int16_t *bsums)
 	return _mm256_madd_epi16(_mm256_shuffle_epi8(sm, pick), bs);
 }
 
-/* One 64-element chunk: 32 low quants (sub-block 2j) and 32 high (2j+1), scaled. */
-#define K4_CHUNK(j, LO, HI, Y, SCALE, SRC, SUM0, SUM1)                                      \
+/* One 64-element chunk: 32 low quants (sub-block 2j) and 32 high (2j+1), scaled and summed
+ * by MADD (MADD_AVX2 or MADD_VNNI). */
+#define K4_CHUNK(j, LO, HI, Y, SCALE, SRC, SUM0, SUM1, MADD)                                \
 	do {                                                                                \
 		const __m256i ylo_ = _mm256_loadu_si256((const __m256i *)((Y) + 64 * (j)));   \
 		const __m256i yhi_ = _mm256_loadu_si256((const __m256i *)((Y) + 64 * (j) + 32)); \
-		SUM0 = _mm256_add_epi32(SUM0, _mm256_madd_epi16(_mm256_maddubs_epi16(LO, ylo_), \
-					SCALE(SRC, 2 * (j))));                                  \
-		SUM1 = _mm256_add_epi32(SUM1, _mm256_madd_epi16(_mm256_maddubs_epi16(HI, yhi_), \
-					SCALE(SRC, 2 * (j) + 1)));                              \
+		SUM0 = MADD(SUM0, _mm256_maddubs_epi16(LO, ylo_), SCALE(SRC, 2 * (j)));       \
+		SUM1 = MADD(SUM1, _mm256_maddubs_epi16(HI, yhi_), SCALE(SRC, 2 * (j) + 1));   \
 	} while (0)
 
 /* the scale of sub-block k in every int16 lane: picked out of a k4_scales_mins() vector, or
@@ -349,7 +364,7 @@ AVX2 static inline __m256 k4_finish(const uint16_t *d_dmin, __m256 bd, __m256i s
 
 /* sum(sc * q * y) of one Q4_K block (quants QS, activations Y) as 8 int32 lanes into RET;
  * SCALE(SRC, k) gives sub-block k's scale in every int16 lane (K4_PICK or K4_LOAD). */
-#define Q4_K_SUMI(QS, Y, SCALE, SRC, RET)                                                   \
+#define Q4_K_SUMI(QS, Y, SCALE, SRC, RET, MADD)                                             \
 	do {                                                                                \
 		const __m256i m4_ = _mm256_set1_epi8(0xF);                                  \
 		__m256i s0_ = _mm256_setzero_si256(), s1_ = _mm256_setzero_si256();         \
@@ -358,20 +373,23 @@ AVX2 static inline __m256 k4_finish(const uint16_t *d_dmin, __m256 bd, __m256i s
 			const __m256i q4_ = load_once((QS) + 32 * j);                       \
 			const __m256i lo_ = _mm256_and_si256(q4_, m4_);                     \
 			const __m256i hi_ = _mm256_and_si256(_mm256_srli_epi16(q4_, 4), m4_); \
-			K4_CHUNK(j, lo_, hi_, Y, SCALE, SRC, s0_, s1_);                     \
+			K4_CHUNK(j, lo_, hi_, Y, SCALE, SRC, s0_, s1_, MADD);               \
 		}                                                                           \
 		RET = _mm256_add_epi32(s0_, s1_);                                           \
 	} while (0)
 
 /* One Q4_K super-block of one row: acc += d * sum(sc * q * y) - dmin * sum(m * bsums). */
-AVX2 static inline __m256 q4_k_step(const struct hyd_block_q4_k *a, const struct hyd_block_q8_k *b, __m256 bd,
-				    __m256 acc)
-{
-	const __m256i sm = k4_scales_mins(a->scales);
-	__m256i sumi;
-	Q4_K_SUMI(a->qs, b->qs, K4_PICK, sm, sumi);
-	return k4_finish(&a->d, bd, sumi, k4_mins_dot(sm, b->bsums), acc);
-}
+#define Q4_K_STEP(NAME, ATTR, MADD)                                                                      \
+	ATTR static inline __m256 NAME(const struct hyd_block_q4_k *a, const struct hyd_block_q8_k *b, __m256 bd, \
+				       __m256 acc)                                                       \
+	{                                                                                                \
+		const __m256i sm = k4_scales_mins(a->scales);                                            \
+		__m256i sumi;                                                                            \
+		Q4_K_SUMI(a->qs, b->qs, K4_PICK, sm, sumi, MADD);                                        \
+		return k4_finish(&a->d, bd, sumi, k4_mins_dot(sm, b->bsums), acc);                       \
+	}
+
+Q4_K_STEP(q4_k_step, AVX2, MADD_AVX2)
 
 AVX2 static inline __m256 q5_k_step(const struct hyd_block_q5_k *a, const struct hyd_block_q8_k *b, __m256 bd,
 				    __m256 acc)
@@ -394,7 +412,7 @@ AVX2 static inline __m256 q5_k_step(const struct hyd_block_q5_k *a, const struct
 		h = _mm256_srli_epi16(h, 1);
 		hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
 		h = _mm256_srli_epi16(h, 1);
-		K4_CHUNK(j, lo, hi, y, K4_PICK, sm, s0, s1);
+		K4_CHUNK(j, lo, hi, y, K4_PICK, sm, s0, s1, MADD_AVX2);
 	}
 	return k4_finish(&a->d, bd, _mm256_add_epi32(s0, s1), mins, acc);
 }
@@ -430,30 +448,34 @@ AVX2 static inline __m256i q6_k_chunk_scales(__m256i sg, int k)
 	return _mm256_shuffle_epi8(sg, pick);
 }
 
-AVX2 static inline __m256 q6_k_step(const struct hyd_block_q6_k *a, const struct hyd_block_q8_k *b, __m256 bd,
-				    __m256 acc)
-{
-	const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));
-	const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)b->bsums));
-	__m256i s0 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
-	__m256i s1 = _mm256_setzero_si256();
-#pragma GCC unroll 2
-	for (int g = 0; g < 2; g++) {
-		__m256i q[4];
-		const __m256i sg = q6_k_group(a, g, sc16, q);
-		const int8_t *y = b->qs + 128 * g;
-#pragma GCC unroll 4
-		for (int k = 0; k < 4; k++) {
-			const __m256i yk = _mm256_loadu_si256((const __m256i *)(y + 32 * k));
-			const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), q6_k_chunk_scales(sg, k));
-			if (k & 1)
-				s1 = _mm256_add_epi32(s1, p);
-			else
-				s0 = _mm256_add_epi32(s0, p);
-		}
+#define Q6_K_STEP(NAME, ATTR, MADD)                                                                      \
+	ATTR static inline __m256 NAME(const struct hyd_block_q6_k *a, const struct hyd_block_q8_k *b, __m256 bd, \
+				       __m256 acc)                                                       \
+	{                                                                                                \
+		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)a->scales));  \
+		const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)b->bsums)); \
+		__m256i s0 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));      \
+		__m256i s1 = _mm256_setzero_si256();                                                     \
+		_Pragma("GCC unroll 2") for (int g = 0; g < 2; g++)                                      \
+		{                                                                                        \
+			__m256i q[4];                                                                    \
+			const __m256i sg = q6_k_group(a, g, sc16, q);                                    \
+			const int8_t *y = b->qs + 128 * g;                                               \
+			_Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)                              \
+			{                                                                                \
+				const __m256i yk = _mm256_loadu_si256((const __m256i *)(y + 32 * k));    \
+				const __m256i p = _mm256_maddubs_epi16(q[k], yk);                        \
+				if (k & 1)                                                               \
+					s1 = MADD(s1, p, q6_k_chunk_scales(sg, k));                      \
+				else                                                                     \
+					s0 = MADD(s0, p, q6_k_chunk_scales(sg, k));                      \
+			}                                                                                \
+		}                                                                                        \
+		return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), bd),                              \
+				       _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);               \
 	}
-	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), bd), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
-}
+
+Q6_K_STEP(q6_k_step, AVX2, MADD_AVX2)
 
 /* q6_k_step for two activation rows at once: the 6-bit quants and the scale vectors are
  * built once; per activation row the integer sums, their split over s0 and s1 and the float
@@ -494,22 +516,22 @@ AVX2 static inline void q6_k_step2(const struct hyd_block_q6_k *a, const struct 
 
 /* Single-row and four-row kernels of the K-quants from their per-block step: the four-row
  * one runs each row's steps in the single-row order, so its results are the same bits. */
-#define K_DOT_KERNEL1(T, BLOCK, LINES)                                                                  \
-	AVX2 float hyd__##T##_dot_avx2(int64_t n, const void *w, const void *x)                        \
+#define K_DOT_KERNEL1(T, BLOCK, LINES, SUFFIX, ATTR, STEP)                                              \
+	ATTR float hyd__##T##_dot_##SUFFIX(int64_t n, const void *w, const void *x)                    \
 	{                                                                                               \
 		const struct BLOCK *a = w;                                                              \
 		const struct hyd_block_q8_k *b = x;                                                     \
 		__m256 acc = _mm256_setzero_ps();                                                       \
 		for (int64_t i = 0; i < n / HYD_QK_K; i++) {                                            \
 			prefetch_block(&a[i], 64 * (LINES));                                            \
-			acc = T##_step(&a[i], &b[i], _mm256_broadcast_ss(&b[i].d), acc);                \
+			acc = STEP(&a[i], &b[i], _mm256_broadcast_ss(&b[i].d), acc);                    \
 		}                                                                                       \
 		return hyd__hsum8_ps(acc);                                                                    \
 	}
 
-#define K_DOT_KERNELS(T, BLOCK, LINES)                                                                  \
-	K_DOT_KERNEL1(T, BLOCK, LINES)                                                                  \
-	AVX2 void hyd__##T##_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x,      \
+#define K_DOT_KERNELS(T, BLOCK, LINES, SUFFIX, ATTR, STEP)                                              \
+	K_DOT_KERNEL1(T, BLOCK, LINES, SUFFIX, ATTR, STEP)                                              \
+	ATTR void hyd__##T##_dot4_##SUFFIX(int64_t n, const void *w, int64_t w_stride, const void *x,  \
 				       float *ret_out)                                                  \
 	{                                                                                               \
 		FOUR_ROWS(BLOCK);                                                                       \
@@ -519,16 +541,16 @@ AVX2 static inline void q6_k_step2(const struct hyd_block_q6_k *a, const struct 
 		for (int64_t i = 0; i < n / HYD_QK_K; i++) {                                            \
 			four_prefetch_to(&pf, (i + 1) * (int64_t)sizeof(*a0));                          \
 			const __m256 bd = _mm256_broadcast_ss(&b[i].d);                                 \
-			acc0 = T##_step(&a0[i], &b[i], bd, acc0);                                       \
-			acc1 = T##_step(&a1[i], &b[i], bd, acc1);                                       \
-			acc2 = T##_step(&a2[i], &b[i], bd, acc2);                                       \
-			acc3 = T##_step(&a3[i], &b[i], bd, acc3);                                       \
+			acc0 = STEP(&a0[i], &b[i], bd, acc0);                                           \
+			acc1 = STEP(&a1[i], &b[i], bd, acc1);                                           \
+			acc2 = STEP(&a2[i], &b[i], bd, acc2);                                           \
+			acc3 = STEP(&a3[i], &b[i], bd, acc3);                                           \
 		}                                                                                       \
 		_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc0, acc1, acc2, acc3));                               \
 	}
 
 /* lines of 64 bytes per block: 144, 176 and 210 bytes */
-K_DOT_KERNEL1(q4_k, hyd_block_q4_k, 3)
+K_DOT_KERNEL1(q4_k, hyd_block_q4_k, 3, avx2, AVX2, q4_k_step)
 
 /* The four-row Q4_K kernel unpacks each block's scales one block ahead, into memory: the
  * chunks then take their scale words with broadcast loads, which run on the load ports,
@@ -556,49 +578,57 @@ AVX2 static inline void k4_prepare(struct k4_ahead *p, int r, const struct hyd_b
 	_mm256_store_si256((__m256i *)p->words[r], _mm256_shuffle_epi8(sm, spread));
 }
 
-AVX2 static inline __m256 q4_k_step_ahead(const struct hyd_block_q4_k *a, const int8_t *y,
-					  const struct k4_ahead *p, int r, __m256 bd, __m256 acc)
-{
-	__m256i sumi;
-	Q4_K_SUMI(a->qs, y, K4_LOAD, p->words[r], sumi);
-	return k4_finish(&a->d, bd, sumi, _mm256_load_si256((const __m256i *)p->mins[r]), acc);
-}
+#define Q4_K_STEP_AHEAD(NAME, ATTR, MADD)                                                                \
+	ATTR static inline __m256 NAME(const struct hyd_block_q4_k *a, const int8_t *y, const struct k4_ahead *p, \
+				       int r, __m256 bd, __m256 acc)                                     \
+	{                                                                                                \
+		__m256i sumi;                                                                            \
+		Q4_K_SUMI(a->qs, y, K4_LOAD, p->words[r], sumi, MADD);                                   \
+		return k4_finish(&a->d, bd, sumi, _mm256_load_si256((const __m256i *)p->mins[r]), acc);  \
+	}
 
-AVX2 void hyd__q4_k_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
-{
-	FOUR_ROWS(hyd_block_q4_k);
-	const struct hyd_block_q8_k *b = x;
-	const int64_t nb = n / HYD_QK_K;
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-	struct four_prefetch pf = four_prefetch_init(w, w_stride, nb * (int64_t)sizeof(*a0));
-	_Alignas(32) struct k4_ahead ahead[2];
-	/* row by row, not through an array of the four rows: that measured 5 % slower */
-	if (nb > 0) {
-		k4_prepare(&ahead[0], 0, &a0[0], &b[0]);
-		k4_prepare(&ahead[0], 1, &a1[0], &b[0]);
-		k4_prepare(&ahead[0], 2, &a2[0], &b[0]);
-		k4_prepare(&ahead[0], 3, &a3[0], &b[0]);
+/* The four-row Q4_K kernel (SUFFIX, target ATTR) from a per-block STEP_AHEAD.  Row by row,
+ * not through an array of the four rows: that measured 5 % slower.  The compiler must read
+ * the scale words back from memory, not shuffle them out of the registers it stored from
+ * (the asm). */
+#define Q4_K_DOT4_KERNEL(SUFFIX, ATTR, STEP_AHEAD)                                                       \
+	ATTR void hyd__q4_k_dot4_##SUFFIX(int64_t n, const void *w, int64_t w_stride, const void *x,     \
+					  float *ret_out)                                               \
+	{                                                                                                \
+		FOUR_ROWS(hyd_block_q4_k);                                                               \
+		const struct hyd_block_q8_k *b = x;                                                      \
+		const int64_t nb = n / HYD_QK_K;                                                         \
+		__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;                \
+		struct four_prefetch pf = four_prefetch_init(w, w_stride, nb * (int64_t)sizeof(*a0));    \
+		_Alignas(32) struct k4_ahead ahead[2];                                                   \
+		if (nb > 0) {                                                                            \
+			k4_prepare(&ahead[0], 0, &a0[0], &b[0]);                                         \
+			k4_prepare(&ahead[0], 1, &a1[0], &b[0]);                                         \
+			k4_prepare(&ahead[0], 2, &a2[0], &b[0]);                                         \
+			k4_prepare(&ahead[0], 3, &a3[0], &b[0]);                                         \
+		}                                                                                        \
+		for (int64_t i = 0; i < nb; i++) {                                                       \
+			four_prefetch_to(&pf, (i + 1) * (int64_t)sizeof(*a0));                           \
+			struct k4_ahead *cur = &ahead[i & 1], *next = &ahead[(i + 1) & 1];               \
+			if (i + 1 < nb) {                                                                \
+				k4_prepare(next, 0, &a0[i + 1], &b[i + 1]);                              \
+				k4_prepare(next, 1, &a1[i + 1], &b[i + 1]);                              \
+				k4_prepare(next, 2, &a2[i + 1], &b[i + 1]);                              \
+				k4_prepare(next, 3, &a3[i + 1], &b[i + 1]);                              \
+			}                                                                                \
+			__asm__ volatile("" : "+m"(ahead));                                              \
+			const __m256 bd = _mm256_broadcast_ss(&b[i].d);                                  \
+			acc0 = STEP_AHEAD(&a0[i], b[i].qs, cur, 0, bd, acc0);                            \
+			acc1 = STEP_AHEAD(&a1[i], b[i].qs, cur, 1, bd, acc1);                            \
+			acc2 = STEP_AHEAD(&a2[i], b[i].qs, cur, 2, bd, acc2);                            \
+			acc3 = STEP_AHEAD(&a3[i], b[i].qs, cur, 3, bd, acc3);                            \
+		}                                                                                        \
+		_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc0, acc1, acc2, acc3));                         \
 	}
-	for (int64_t i = 0; i < nb; i++) {
-		four_prefetch_to(&pf, (i + 1) * (int64_t)sizeof(*a0));
-		struct k4_ahead *cur = &ahead[i & 1], *next = &ahead[(i + 1) & 1];
-		if (i + 1 < nb) {
-			k4_prepare(next, 0, &a0[i + 1], &b[i + 1]);
-			k4_prepare(next, 1, &a1[i + 1], &b[i + 1]);
-			k4_prepare(next, 2, &a2[i + 1], &b[i + 1]);
-			k4_prepare(next, 3, &a3[i + 1], &b[i + 1]);
-		}
-		/* the compiler must read the words back from memory, not shuffle them out of
-		 * the registers it stored from */
-		__asm__ volatile("" : "+m"(ahead));
-		const __m256 bd = _mm256_broadcast_ss(&b[i].d);
-		acc0 = q4_k_step_ahead(&a0[i], b[i].qs, cur, 0, bd, acc0);
-		acc1 = q4_k_step_ahead(&a1[i], b[i].qs, cur, 1, bd, acc1);
-		acc2 = q4_k_step_ahead(&a2[i], b[i].qs, cur, 2, bd, acc2);
-		acc3 = q4_k_step_ahead(&a3[i], b[i].qs, cur, 3, bd, acc3);
-	}
-	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(acc0, acc1, acc2, acc3));
-}
+
+Q4_K_STEP_AHEAD(q4_k_step_ahead, AVX2, MADD_AVX2)
+Q4_K_DOT4_KERNEL(avx2, AVX2, q4_k_step_ahead)
+
 /* q4_k_step for two activation rows at once (prefill): each weight block's nibbles, scale
  * words and d are unpacked once for both; per activation row the integer sums (exact) and
  * k4_finish are q4_k_step's, so each result has hyd__q4_k_dot4_avx2's bits.  1.14-1.4x the
@@ -655,10 +685,35 @@ AVX2 static inline void q4_k_step2(const struct hyd_block_q4_k *a, const struct 
 	}
 
 K_DOT4X2_KERNEL(q4_k, hyd_block_q4_k)
-K_DOT_KERNELS(q5_k, hyd_block_q5_k, 3)
-K_DOT_KERNELS(q6_k, hyd_block_q6_k, 4)
+K_DOT_KERNELS(q5_k, hyd_block_q5_k, 3, avx2, AVX2, q5_k_step)
+K_DOT_KERNELS(q6_k, hyd_block_q6_k, 4, avx2, AVX2, q6_k_step)
 
 K_DOT4X2_KERNEL(q6_k, hyd_block_q6_k)
+
+/* ---- AVX-512 VNNI twins (see the top of the file): 256-bit registers, so AVX512VL.  On
+ * Zen 4 (bench/dot_bench, rows of 768, from L2) they run 1.07-1.2x the AVX2 kernels' speed;
+ * 512-bit registers (two 64-element chunks, or both halves of one, per register) measured
+ * slower there: the extra shuffles cost more than the halved instruction count saves. */
+#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
+
+/* dot_i8 with vpdpbusd: the same int32 lanes (maddubs saturates only for -128 x -128 pairs,
+ * and the activation quantizer never writes -128) */
+VNNI static inline __m256 q8_0_step_vnni(const struct hyd_block_q8_0 *a, __m256i xq, __m256 dx, __m256 acc)
+{
+	const __m256i wq = _mm256_loadu_si256((const __m256i *)a->qs);
+	const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
+	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(p), acc);
+}
+
+Q8_0_KERNELS(avx512vnni, VNNI, q8_0_step_vnni)
+
+Q4_K_STEP(q4_k_step_vnni, VNNI, MADD_VNNI)
+K_DOT_KERNEL1(q4_k, hyd_block_q4_k, 3, avx512vnni, VNNI, q4_k_step_vnni)
+Q4_K_STEP_AHEAD(q4_k_step_ahead_vnni, VNNI, MADD_VNNI)
+Q4_K_DOT4_KERNEL(avx512vnni, VNNI, q4_k_step_ahead_vnni)
+
+Q6_K_STEP(q6_k_step_vnni, VNNI, MADD_VNNI)
+K_DOT_KERNELS(q6_k, hyd_block_q6_k, 4, avx512vnni, VNNI, q6_k_step_vnni)
 
 /* Activation quantizers: the same arithmetic as the references (cvtps rounds half to even
  * like lrintf; packs never saturates since |q| <= 127), so they agree with them exactly. */

@@ -1,5 +1,6 @@
-/* AVX-512 (F/BW/DQ/VL) kernels for the quantized types, and AVX512-VNNI variants of the
- * 32-element formats where vpdpbusd replaces maddubs+madd.  Built with target attributes;
+/* AVX-512 (F/BW/DQ/VL) kernels for the quantized types, and an AVX512-VNNI variant of Q4_0
+ * where vpdpbusd replaces maddubs+madd (the VNNI kernels of Q8_0, Q4_K and Q6_K are the AVX2
+ * kernels' twins, in quant_avx2.c).  Built with target attributes;
  * quant.c registers them only at level >= HYD_SIMD_AVX512 (VNNI ones at HYD_SIMD_AVX512VNNI).
  *
  * Same scheme as quant_avx2.c on 64-byte registers: two Q8_0/Q4_0 blocks or one 64-element
@@ -110,12 +111,6 @@ AVX512 float hyd__q8_0_dot_avx512(int64_t n, const void *w, const void *x)
 {
 	const struct hyd_block_q8_0 *a = w, *b = x;
 	Q8_0_LOOP(dot_u8s8, LOAD_Q8_0);
-}
-
-AVX512VNNI float hyd__q8_0_dot_avx512vnni(int64_t n, const void *w, const void *x)
-{
-	const struct hyd_block_q8_0 *a = w, *b = x;
-	Q8_0_LOOP(dot_u8s8_vnni, LOAD_Q8_0);
 }
 
 AVX512 float hyd__q4_0_dot_avx512(int64_t n, const void *w, const void *x)

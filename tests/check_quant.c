@@ -174,6 +174,12 @@ static const uint32_t weight_types[] = {
 
 /* ------------------------------------------------------------------ dot products */
 
+/* The types whose AVX512-VNNI kernels are twins of the AVX2 ones (engine/quant_avx2.c). */
+static bool has_avx2_twin(uint32_t t)
+{
+	return t == HYD_TYPE_Q8_0 || t == HYD_TYPE_Q4_K || t == HYD_TYPE_Q6_K;
+}
+
 /* Every SIMD level the CPU has agrees with the scalar reference; the reference agrees with
  * the float dot of both dequantized rows. */
 START_TEST(test_dot_levels)
@@ -220,12 +226,12 @@ START_TEST(test_dot_levels)
 			ck_assert_msg(fabs(got - ref) <= 1e-5 * mag + 1e-30,
 				      "%s level %d n=%ld row %d: simd %.9g, ref %.9g (mag %.3g)",
 				      tr->name, lv, (long)n, r, got, ref, mag);
-			/* the references sum in the AVX2 kernels' order (engine/quant_ref.c), so that
-			 * every CPU gives the same bits */
-			if (lv == HYD_SIMD_AVX2)
+			/* the references sum in the AVX2 kernels' order (engine/quant_ref.c), and the
+			 * VNNI twins of the AVX2 kernels do too, so that every CPU gives the same bits */
+			if (lv == HYD_SIMD_AVX2 || (lv == HYD_SIMD_AVX512VNNI && has_avx2_twin(t)))
 				ck_assert_msg(memcmp(&got, &ref, sizeof(got)) == 0,
-					      "%s avx2 n=%ld row %d: %a, reference %a (not the same bits)", tr->name,
-					      (long)n, r, got, ref);
+					      "%s level %d n=%ld row %d: %a, reference %a (not the same bits)", tr->name,
+					      lv, (long)n, r, got, ref);
 		}
 	}
 	/* the table's vec_dot is the best level available */
@@ -795,9 +801,14 @@ START_TEST(test_registration)
 	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q8_0, HYD_SIMD_AVX2), hyd__q8_0_dot_avx2);
 	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q6_K, HYD_SIMD_AVX2), hyd__q6_k_dot_avx2);
 	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512), hyd__q4_k_dot_avx512);
-	/* no VNNI version of the K-quants: the AVX-512 one is used */
+	/* VNNI twins of the AVX2 kernels for Q8_0, Q4_K and Q6_K; none for Q5_K: the AVX-512
+	 * one is used */
 	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512VNNI),
-			 hyd__q4_k_dot_avx512);
+			 hyd__q4_k_dot_avx512vnni);
+	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q6_K, HYD_SIMD_AVX512VNNI),
+			 hyd__q6_k_dot_avx512vnni);
+	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q5_K, HYD_SIMD_AVX512VNNI),
+			 hyd__q5_k_dot_avx512);
 	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q8_0, HYD_SIMD_AVX512VNNI),
 			 hyd__q8_0_dot_avx512vnni);
 	/* the weight quantizers have only the scalar version */
@@ -813,7 +824,10 @@ START_TEST(test_registration)
 	/* a four-row kernel only where it matches the single-row one of its level */
 	ck_assert_ptr_eq(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX2), hyd__q4_k_dot4_avx2);
 	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512));
-	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q8_0, HYD_SIMD_AVX512VNNI));
+	ck_assert_ptr_eq(hyd__quant_vec_dot4_at(HYD_TYPE_Q8_0, HYD_SIMD_AVX512VNNI), hyd__q8_0_dot4_avx512vnni);
+	ck_assert_ptr_eq(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512VNNI), hyd__q4_k_dot4_avx512vnni);
+	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_0, HYD_SIMD_AVX512VNNI));
+	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q5_K, HYD_SIMD_AVX512VNNI));
 	/* and a two-activation-row kernel only beside a four-row one */
 	ck_assert_ptr_eq(hyd__quant_vec_dot4x2_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX2), hyd__q4_k_dot4x2_avx2);
 	ck_assert_ptr_null(hyd__quant_vec_dot4x2_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512));
