@@ -33,7 +33,7 @@ static const struct quant_impl impls[] = {
 	  { hyd__q4_0_from_float_ref },
 	  { hyd__q4_0_dot_ref, X86(hyd__q4_0_dot_avx2), X86(hyd__q4_0_dot_avx512),
 	    X86(hyd__q4_0_dot_avx512vnni) },
-	  { NULL, X86(hyd__q4_0_dot4_avx2) },
+	  { NULL, X86(hyd__q4_0_dot4_avx2), NULL, X86(hyd__q4_0_dot4_avx512vnni) },
 	  { NULL } },
 	{ HYD_TYPE_Q4_K, hyd__q4_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q4_k_from_float_ref },
@@ -156,8 +156,8 @@ void hyd__quant_register(struct hyd_type_traits *tab, enum hyd_simd level)
 		 * single-row kernel (the two must agree bit for bit).  Measured on an AVX-512 VNNI
 		 * Xeon (bench/dot_bench): the AVX2 four-row kernels stream weights from DRAM 5-33 %
 		 * faster than the single-row AVX-512 ones, so AVX-512 CPUs without VNNI use the
-		 * AVX2 pair, and VNNI CPUs the VNNI twins of the AVX2 kernels (Q8_0, Q4_K, Q6_K;
-		 * the AVX2 pair for the others); the AVX-512 kernels stay reachable through
+		 * AVX2 pair, and VNNI CPUs the VNNI twins of the AVX2 kernels (Q8_0, Q4_0, Q4_K,
+		 * Q6_K; the AVX2 pair for Q5_K); the AVX-512 kernels stay reachable through
 		 * hyd__quant_vec_dot_at(). */
 		enum hyd_simd lv = level;
 		while (lv > HYD_SIMD_SCALAR && !vec_dot4_at(q->type, lv))

@@ -151,13 +151,15 @@ void hyd__q8_k_from_float_avx2(const float *src, void *dst, int64_t n);
 
 /* ---- AVX512-VL + AVX512-VNNI twins of AVX2 kernels (quant_avx2.c): the same bits */
 float hyd__q8_0_dot_avx512vnni(int64_t n, const void *w, const void *x);
+float hyd__q4_0_dot_avx512vnni(int64_t n, const void *w, const void *x);
 float hyd__q4_k_dot_avx512vnni(int64_t n, const void *w, const void *x);
 float hyd__q6_k_dot_avx512vnni(int64_t n, const void *w, const void *x);
 void hyd__q8_0_dot4_avx512vnni(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
+void hyd__q4_0_dot4_avx512vnni(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 void hyd__q4_k_dot4_avx512vnni(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 void hyd__q6_k_dot4_avx512vnni(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 
-/* ---- AVX-512 F/BW/DQ/VL (quant_avx512.c); _vnni also needs AVX512-VNNI.  Their own
+/* ---- AVX-512 F/BW/DQ/VL (quant_avx512.c).  Their own
  * summation orders: the type table uses them only where no four-row kernel of a level
  * serves (see quant.c). */
 float hyd__q8_0_dot_avx512(int64_t n, const void *w, const void *x);
@@ -165,7 +167,6 @@ float hyd__q4_0_dot_avx512(int64_t n, const void *w, const void *x);
 float hyd__q4_k_dot_avx512(int64_t n, const void *w, const void *x);
 float hyd__q5_k_dot_avx512(int64_t n, const void *w, const void *x);
 float hyd__q6_k_dot_avx512(int64_t n, const void *w, const void *x);
-float hyd__q4_0_dot_avx512vnni(int64_t n, const void *w, const void *x);
 #endif
 
 /* ---- per-level selection (quant.c)

@@ -215,35 +215,43 @@ AVX2 static inline __m256 q4_0_step(const struct hyd_block_q4_0 *a, __m256i xq, 
 	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(dot_i8(q, xq)), acc);
 }
 
-AVX2 float hyd__q4_0_dot_avx2(int64_t n, const void *w, const void *x)
-{
-	const struct hyd_block_q4_0 *a = w;
-	const struct hyd_block_q8_0 *b = x;
-	const int64_t nb = n / HYD_QK;
-	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-	int64_t i = 0;
-	for (; i + 2 <= nb; i += 2) {
-		prefetch_block(&a[i], 64);
-		acc0 = q4_0_step(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0);
-		acc1 = q4_0_step(&a[i + 1], _mm256_loadu_si256((const __m256i *)b[i + 1].qs),
-				 bcast_f16(&b[i + 1].d), acc1);
+/* Single-row Q4_0 kernel (SUFFIX, target ATTR) from a per-block STEP (a, xq, dx, acc):
+ * even blocks into acc0, odd ones into acc1, as Q8_0. */
+#define Q4_0_DOT1_KERNEL(SUFFIX, ATTR, STEP)                                                             \
+	ATTR float hyd__q4_0_dot_##SUFFIX(int64_t n, const void *w, const void *x)                      \
+	{                                                                                               \
+		const struct hyd_block_q4_0 *a = w;                                                     \
+		const struct hyd_block_q8_0 *b = x;                                                     \
+		const int64_t nb = n / HYD_QK;                                                          \
+		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                          \
+		int64_t i = 0;                                                                          \
+		for (; i + 2 <= nb; i += 2) {                                                           \
+			prefetch_block(&a[i], 64);                                                      \
+			acc0 = STEP(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0); \
+			acc1 = STEP(&a[i + 1], _mm256_loadu_si256((const __m256i *)b[i + 1].qs),         \
+				    bcast_f16(&b[i + 1].d), acc1);                                      \
+		}                                                                                       \
+		if (i < nb)                                                                             \
+			acc0 = STEP(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0); \
+		return hyd__hsum8_ps(_mm256_add_ps(acc0, acc1));                                        \
 	}
-	if (i < nb)
-		acc0 = q4_0_step(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0);
-	return hyd__hsum8_ps(_mm256_add_ps(acc0, acc1));
-}
+
+Q4_0_DOT1_KERNEL(avx2, AVX2, q4_0_step)
 
 /* The four-row Q4_0 kernel gets q4_0_step's int32 lanes another way: sum((q - 8) * x) =
  * sum(q * x) - 8 * sum(x), with q in 0..15 straight into maddubs (no sign juggling) and the
  * activation's lane sums computed once for the four rows.  Same integers, same floats. */
-AVX2 static inline __m256 q4_0_step_unsigned(const struct hyd_block_q4_0 *a, __m256i xq, __m256i xsum8, __m256 dx,
-					     __m256 acc)
+AVX2 static inline __m256i q4_0_unsigned(const struct hyd_block_q4_0 *a)
 {
 	/* low nibbles to the low 128 bits, high ones to the high 128 */
 	const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)a->qs));
-	const __m256i q = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)),
-					   _mm256_set1_epi8(0xF));
-	const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q, xq), _mm256_set1_epi16(1)),
+	return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0xF));
+}
+
+AVX2 static inline __m256 q4_0_step_unsigned(const struct hyd_block_q4_0 *a, __m256i xq, __m256i xsum8, __m256 dx,
+					     __m256 acc)
+{
+	const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q4_0_unsigned(a), xq), _mm256_set1_epi16(1)),
 					   xsum8);
 	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(p), acc);
 }
@@ -255,44 +263,50 @@ AVX2 static inline __m256i lane_sums_x8(__m256i xq)
 	return _mm256_slli_epi32(s, 3);
 }
 
-AVX2 void hyd__q4_0_dot4_avx2(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
-{
-	FOUR_ROWS(hyd_block_q4_0);
-	const struct hyd_block_q8_0 *b = x;
-	const int64_t nb = n / HYD_QK;
-	__m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0;
-	__m256 o0 = e0, o1 = e0, o2 = e0, o3 = e0;
-	struct four_prefetch pf = four_prefetch_init(w, w_stride, nb * (int64_t)sizeof(*a0));
-	int64_t i = 0;
-	for (; i + 2 <= nb; i += 2) {
-		four_prefetch_to(&pf, (i + 2) * (int64_t)sizeof(*a0));
-		__m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);
-		__m256i xs = lane_sums_x8(xq);
-		__m256 dx = bcast_f16(&b[i].d);
-		e0 = q4_0_step_unsigned(&a0[i], xq, xs, dx, e0);
-		e1 = q4_0_step_unsigned(&a1[i], xq, xs, dx, e1);
-		e2 = q4_0_step_unsigned(&a2[i], xq, xs, dx, e2);
-		e3 = q4_0_step_unsigned(&a3[i], xq, xs, dx, e3);
-		xq = _mm256_loadu_si256((const __m256i *)b[i + 1].qs);
-		xs = lane_sums_x8(xq);
-		dx = bcast_f16(&b[i + 1].d);
-		o0 = q4_0_step_unsigned(&a0[i + 1], xq, xs, dx, o0);
-		o1 = q4_0_step_unsigned(&a1[i + 1], xq, xs, dx, o1);
-		o2 = q4_0_step_unsigned(&a2[i + 1], xq, xs, dx, o2);
-		o3 = q4_0_step_unsigned(&a3[i + 1], xq, xs, dx, o3);
+/* The four-row Q4_0 kernel (SUFFIX, target ATTR) from a per-block STEP (a, xq, xs, dx, acc)
+ * and the activation block's term XS(xq), computed once for the four rows. */
+#define Q4_0_DOT4_KERNEL(SUFFIX, ATTR, STEP, XS)                                                         \
+	ATTR void hyd__q4_0_dot4_##SUFFIX(int64_t n, const void *w, int64_t w_stride, const void *x,     \
+					  float *ret_out)                                               \
+	{                                                                                               \
+		FOUR_ROWS(hyd_block_q4_0);                                                              \
+		const struct hyd_block_q8_0 *b = x;                                                     \
+		const int64_t nb = n / HYD_QK;                                                          \
+		__m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0;                             \
+		__m256 o0 = e0, o1 = e0, o2 = e0, o3 = e0;                                              \
+		struct four_prefetch pf = four_prefetch_init(w, w_stride, nb * (int64_t)sizeof(*a0));   \
+		int64_t i = 0;                                                                          \
+		for (; i + 2 <= nb; i += 2) {                                                           \
+			four_prefetch_to(&pf, (i + 2) * (int64_t)sizeof(*a0));                          \
+			__m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);                      \
+			__m256i xs = XS(xq);                                                            \
+			__m256 dx = bcast_f16(&b[i].d);                                                 \
+			e0 = STEP(&a0[i], xq, xs, dx, e0);                                              \
+			e1 = STEP(&a1[i], xq, xs, dx, e1);                                              \
+			e2 = STEP(&a2[i], xq, xs, dx, e2);                                              \
+			e3 = STEP(&a3[i], xq, xs, dx, e3);                                              \
+			xq = _mm256_loadu_si256((const __m256i *)b[i + 1].qs);                          \
+			xs = XS(xq);                                                                    \
+			dx = bcast_f16(&b[i + 1].d);                                                    \
+			o0 = STEP(&a0[i + 1], xq, xs, dx, o0);                                          \
+			o1 = STEP(&a1[i + 1], xq, xs, dx, o1);                                          \
+			o2 = STEP(&a2[i + 1], xq, xs, dx, o2);                                          \
+			o3 = STEP(&a3[i + 1], xq, xs, dx, o3);                                          \
+		}                                                                                       \
+		if (i < nb) {                                                                           \
+			const __m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);                \
+			const __m256i xs = XS(xq);                                                      \
+			const __m256 dx = bcast_f16(&b[i].d);                                           \
+			e0 = STEP(&a0[i], xq, xs, dx, e0);                                              \
+			e1 = STEP(&a1[i], xq, xs, dx, e1);                                              \
+			e2 = STEP(&a2[i], xq, xs, dx, e2);                                              \
+			e3 = STEP(&a3[i], xq, xs, dx, e3);                                              \
+		}                                                                                       \
+		_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),    \
+						       _mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)));  \
 	}
-	if (i < nb) {
-		const __m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);
-		const __m256i xs = lane_sums_x8(xq);
-		const __m256 dx = bcast_f16(&b[i].d);
-		e0 = q4_0_step_unsigned(&a0[i], xq, xs, dx, e0);
-		e1 = q4_0_step_unsigned(&a1[i], xq, xs, dx, e1);
-		e2 = q4_0_step_unsigned(&a2[i], xq, xs, dx, e2);
-		e3 = q4_0_step_unsigned(&a3[i], xq, xs, dx, e3);
-	}
-	_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),
-					_mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)));
-}
+
+Q4_0_DOT4_KERNEL(avx2, AVX2, q4_0_step_unsigned, lane_sums_x8)
 
 /* The 12 packed bytes of Q4_K/Q5_K scales -> bytes 0..7: the 8 scales, 8..15: the 8 mins,
  * in both 128-bit lanes.  Reads 16 bytes: the 4 past the scales are still inside the block. */
@@ -706,6 +720,29 @@ VNNI static inline __m256 q8_0_step_vnni(const struct hyd_block_q8_0 *a, __m256i
 }
 
 Q8_0_KERNELS(avx512vnni, VNNI, q8_0_step_vnni)
+
+/* Q4_0's unsigned step with vpdpbusd, starting from -8 * (the activation's lane sums)
+ * instead of subtracting them: the same integers */
+VNNI static inline __m256i neg_lane_sums_x8_vnni(__m256i xq)
+{
+	const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), xq);
+	return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s, 3));
+}
+
+VNNI static inline __m256 q4_0_step_vnni(const struct hyd_block_q4_0 *a, __m256i xq, __m256i neg_xsum8, __m256 dx,
+					 __m256 acc)
+{
+	const __m256i p = _mm256_dpbusd_epi32(neg_xsum8, q4_0_unsigned(a), xq);
+	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(p), acc);
+}
+
+VNNI static inline __m256 q4_0_step1_vnni(const struct hyd_block_q4_0 *a, __m256i xq, __m256 dx, __m256 acc)
+{
+	return q4_0_step_vnni(a, xq, neg_lane_sums_x8_vnni(xq), dx, acc);
+}
+
+Q4_0_DOT1_KERNEL(avx512vnni, VNNI, q4_0_step1_vnni)
+Q4_0_DOT4_KERNEL(avx512vnni, VNNI, q4_0_step_vnni, neg_lane_sums_x8_vnni)
 
 Q4_K_STEP(q4_k_step_vnni, VNNI, MADD_VNNI)
 K_DOT_KERNEL1(q4_k, hyd_block_q4_k, 3, avx512vnni, VNNI, q4_k_step_vnni)

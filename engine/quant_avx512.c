@@ -1,7 +1,6 @@
-/* AVX-512 (F/BW/DQ/VL) kernels for the quantized types, and an AVX512-VNNI variant of Q4_0
- * where vpdpbusd replaces maddubs+madd (the VNNI kernels of Q8_0, Q4_K and Q6_K are the AVX2
+/* AVX-512 (F/BW/DQ/VL) kernels for the quantized types (the AVX512-VNNI kernels are the AVX2
  * kernels' twins, in quant_avx2.c).  Built with target attributes;
- * quant.c registers them only at level >= HYD_SIMD_AVX512 (VNNI ones at HYD_SIMD_AVX512VNNI).
+ * quant.c registers them only at level >= HYD_SIMD_AVX512.
  *
  * Same scheme as quant_avx2.c on 64-byte registers: two Q8_0/Q4_0 blocks or one 64-element
  * K-quant chunk per register; sub-block scales are spread over lanes with pshufb (Q4_K/Q5_K)
@@ -15,8 +14,6 @@
 #include <immintrin.h>
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,f16c")))
-#define AVX512VNNI \
-	__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")))
 
 /* Weights are streamed once per token: prefetching ~1 KiB ahead keeps more DRAM reads in
  * flight than the hardware prefetcher alone (measured +10-25 % on the dev machine). */
@@ -67,11 +64,6 @@ AVX512 static inline __m512i dot_u8s8(__m512i u, __m512i s)
 	return _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1));
 }
 
-AVX512VNNI static inline __m512i dot_u8s8_vnni(__m512i u, __m512i s)
-{
-	return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s);
-}
-
 AVX512 static inline __m256i unpack_nibbles(const uint8_t *p)
 {
 	const __m128i q = _mm_loadu_si128((const __m128i *)p);
@@ -118,13 +110,6 @@ AVX512 float hyd__q4_0_dot_avx512(int64_t n, const void *w, const void *x)
 	const struct hyd_block_q4_0 *a = w;
 	const struct hyd_block_q8_0 *b = x;
 	Q8_0_LOOP(dot_u8s8, LOAD_Q4_0);
-}
-
-AVX512VNNI float hyd__q4_0_dot_avx512vnni(int64_t n, const void *w, const void *x)
-{
-	const struct hyd_block_q4_0 *a = w;
-	const struct hyd_block_q8_0 *b = x;
-	Q8_0_LOOP(dot_u8s8_vnni, LOAD_Q4_0);
 }
 
 /* The 12 packed bytes of Q4_K/Q5_K scales -> bytes 0..7: the 8 scales, 8..15: the 8 mins.

@@ -177,7 +177,7 @@ static const uint32_t weight_types[] = {
 /* The types whose AVX512-VNNI kernels are twins of the AVX2 ones (engine/quant_avx2.c). */
 static bool has_avx2_twin(uint32_t t)
 {
-	return t == HYD_TYPE_Q8_0 || t == HYD_TYPE_Q4_K || t == HYD_TYPE_Q6_K;
+	return t == HYD_TYPE_Q8_0 || t == HYD_TYPE_Q4_0 || t == HYD_TYPE_Q4_K || t == HYD_TYPE_Q6_K;
 }
 
 /* Every SIMD level the CPU has agrees with the scalar reference; the reference agrees with
@@ -801,7 +801,7 @@ START_TEST(test_registration)
 	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q8_0, HYD_SIMD_AVX2), hyd__q8_0_dot_avx2);
 	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q6_K, HYD_SIMD_AVX2), hyd__q6_k_dot_avx2);
 	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512), hyd__q4_k_dot_avx512);
-	/* VNNI twins of the AVX2 kernels for Q8_0, Q4_K and Q6_K; none for Q5_K: the AVX-512
+	/* VNNI twins of the AVX2 kernels for Q8_0, Q4_0, Q4_K and Q6_K; none for Q5_K: the AVX-512
 	 * one is used */
 	ck_assert_ptr_eq(hyd__quant_vec_dot_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512VNNI),
 			 hyd__q4_k_dot_avx512vnni);
@@ -826,7 +826,7 @@ START_TEST(test_registration)
 	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512));
 	ck_assert_ptr_eq(hyd__quant_vec_dot4_at(HYD_TYPE_Q8_0, HYD_SIMD_AVX512VNNI), hyd__q8_0_dot4_avx512vnni);
 	ck_assert_ptr_eq(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX512VNNI), hyd__q4_k_dot4_avx512vnni);
-	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_0, HYD_SIMD_AVX512VNNI));
+	ck_assert_ptr_eq(hyd__quant_vec_dot4_at(HYD_TYPE_Q4_0, HYD_SIMD_AVX512VNNI), hyd__q4_0_dot4_avx512vnni);
 	ck_assert_ptr_null(hyd__quant_vec_dot4_at(HYD_TYPE_Q5_K, HYD_SIMD_AVX512VNNI));
 	/* and a two-activation-row kernel only beside a four-row one */
 	ck_assert_ptr_eq(hyd__quant_vec_dot4x2_at(HYD_TYPE_Q4_K, HYD_SIMD_AVX2), hyd__q4_k_dot4x2_avx2);
