@@ -1,6 +1,11 @@
 /* Quantized types: registration of their kernels in the type table, by SIMD level. */
 #include "config.h"
 
+#include <stdbool.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include "engine/quant.h"
 
 /* Kernel versions of one type, indexed by enum hyd_simd; NULL = use the next lower level. */
@@ -62,6 +67,35 @@ static const struct quant_impl impls[] = {
 };
 
 float hyd__fp16_table[1 << 16];
+int32_t hyd__stream_ahead = 1024;
+
+/* The decode streams' prefetch distance for this CPU.  The hardware prefetchers differ:
+ * - Zen 3 (the first development machine): 1 KiB ahead was best, 1.1-1.25x no software
+ *   prefetch; 512 and 1536 bytes measured the same, 2 KiB 0.5-4.6 % slower.
+ * - Zen 4: 256 bytes best; 1 KiB makes one-thread decode 1.25-1.36x slower on the Q8_0
+ *   models and 1.03-1.10x on the Q4_K_M ones, AVX2 and VNNI kernels alike (llama-125m,
+ *   gemma3-270m, mamba-130m, granite-h-350m, alternating settings; docs/PERFORMANCE.md);
+ *   none at all about as good as 256.
+ * AMD's family 19h is Zen 3 or Zen 4, and only Zen 4 has AVX-512; 1Ah and later (Zen 5, the
+ * reference machine of ../shared/docs/ANCHORS.md) take Zen 4's distance.  Other CPUs keep
+ * 1 KiB (an AVX-512 Xeon measured well with it). */
+static int32_t stream_ahead_for_cpu(void)
+{
+#if defined(__x86_64__)
+	unsigned a, b, c, d;
+	if (!__get_cpuid(0, &a, &b, &c, &d))
+		return 1024;
+	const bool amd = b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163; /* "AuthenticAMD" */
+	if (!amd || !__get_cpuid(1, &a, &b, &c, &d))
+		return 1024;
+	unsigned family = (a >> 8) & 0xf;
+	if (family == 0xf)
+		family += (a >> 20) & 0xff;
+	if (family >= 0x1a || (family == 0x19 && __builtin_cpu_supports("avx512f")))
+		return 256;
+#endif
+	return 1024;
+}
 
 static const struct quant_impl *find(uint32_t t)
 {
@@ -146,6 +180,7 @@ void hyd__quant_register(struct hyd_type_traits *tab, enum hyd_simd level)
 {
 	for (uint32_t h = 0; h < (1u << 16); h++)
 		hyd__fp16_table[h] = hyd_fp16_to_fp32((uint16_t)h);
+	hyd__stream_ahead = stream_ahead_for_cpu();
 	for (size_t i = 0; i < sizeof(impls) / sizeof(impls[0]); i++) {
 		const struct quant_impl *q = &impls[i];
 		struct hyd_type_traits *tr = &tab[q->type];

@@ -98,6 +98,9 @@ static inline void hyd__scales_mins_k4(const uint8_t *q, uint8_t sc[8], uint8_t 
 /* fp16 -> fp32 for every half value, filled when the type table is initialised; the SIMD dot
  * products convert their per-block scales with it (the references use hyd_fp16_to_fp32). */
 extern float hyd__fp16_table[1 << 16];
+/* How far ahead of its reads a four-row kernel prefetches each of its four decode streams,
+ * in bytes (0: not at all); set by the type table's initialisation for the CPU it runs on. */
+extern int32_t hyd__stream_ahead;
 
 /* ---- scalar references (quant_ref.c) */
 void hyd__q8_0_to_float(const void *src, float *dst, int64_t n);

@@ -42,20 +42,16 @@ static inline void prefetch_block(const void *p, int bytes)
  *
  * Rows far apart (decode: engine/matmul.c gives each call one row from each quarter of its
  * share of the matrix): each row continues a long sequential stream, and each is prefetched
- * STREAM_AHEAD bytes ahead of where it is read.  Four long streams read from DRAM ~10-20 %
- * faster than four rows side by side for Q8_0, ~8 % for Q6_K (alternating harness, 2 MiB
- * pages, 256 MiB of rows of 768); a plain read of four such streams runs at the speed of
- * one sequential read, four short rows side by side at ~70 % of it.  1 KiB ahead rather than
- * 2: a stream's last STREAM_AHEAD bytes of prefetch run past its end, into lines another
- * stream has already read, and alternating the two on every other decoded token (one process)
- * gave 1 KiB 0.5-4.6 % faster (llama-125m Q8_0 and Q4_K_M, mamba-130m Q4_K_M, granite-h-350m
- * Q8_0, one and two threads); 512 and 1536 bytes measured the same as 1 KiB. */
-#define STREAM_AHEAD 1024
-
+ * hyd__stream_ahead bytes ahead of where it is read (chosen per CPU by engine/quant.c).  Four
+ * long streams read from DRAM ~10-20 % faster than four rows side by side for Q8_0, ~8 % for
+ * Q6_K (alternating harness, 2 MiB pages, 256 MiB of rows of 768); a plain read of four such
+ * streams runs at the speed of one sequential read, four short rows side by side at ~70 %
+ * of it. */
 struct four_prefetch {
 	const char *base;  /* side by side: the next group; far apart: row 0 */
 	int64_t stride;    /* far apart: bytes between the rows; 0: side by side */
 	int64_t next;      /* offset from base (and from each row, far apart) to prefetch next */
+	int64_t ahead;     /* far apart: bytes ahead of the reads; 0: no prefetching */
 };
 
 static inline struct four_prefetch four_prefetch_init(const void *w, int64_t w_stride, int64_t row_bytes)
@@ -63,7 +59,8 @@ static inline struct four_prefetch four_prefetch_init(const void *w, int64_t w_s
 	const char *c = w;
 	if (w_stride == row_bytes)
 		return (struct four_prefetch){ .base = c + 4 * w_stride, .stride = 0, .next = 0 };
-	return (struct four_prefetch){ .base = c, .stride = w_stride, .next = STREAM_AHEAD };
+	const int64_t ahead = hyd__stream_ahead;
+	return (struct four_prefetch){ .base = c, .stride = w_stride, .next = ahead, .ahead = ahead };
 }
 
 /* Called with how many bytes of each row have been consumed (or are about to be). */
@@ -74,7 +71,9 @@ static inline void four_prefetch_to(struct four_prefetch *p, int64_t row_bytes_d
 			_mm_prefetch(p->base + p->next, _MM_HINT_T0);
 		return;
 	}
-	for (const int64_t target = row_bytes_done + STREAM_AHEAD; p->next < target; p->next += 64) {
+	if (!p->ahead)
+		return;
+	for (const int64_t target = row_bytes_done + p->ahead; p->next < target; p->next += 64) {
 		const char *l = p->base + p->next;
 		_mm_prefetch(l, _MM_HINT_T0);
 		_mm_prefetch(l + p->stride, _MM_HINT_T0);
