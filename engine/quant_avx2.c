@@ -139,14 +139,15 @@ AVX2 static inline __m256 q8_0_step(const struct hyd_block_q8_0 *a, __m256i xq, 
 	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(p), acc);
 }
 
-/* Single-row and four-row Q8_0 kernels (SUFFIX, target ATTR) from a per-block STEP.
- * Single-row: even blocks sum into acc0, odd ones into acc1 (two FMA chains hide the FMA
- * latency).  Four-row: four consecutive weight rows against one activation row, each row's
- * sums exactly as in the single-row kernel, the activation block loaded once for the four. */
-#define Q8_0_KERNELS(SUFFIX, ATTR, STEP)                                                                 \
-	ATTR float hyd__q8_0_dot_##SUFFIX(int64_t n, const void *w, const void *x)                      \
+/* Kernels of the 32-element formats (T = q8_0 or q4_0, weight blocks BLOCK, activations
+ * Q8_0), in target ATTR, named hyd__T_dot_SUFFIX and hyd__T_dot4_SUFFIX.
+ * Single-row, from a per-block STEP (a, xq, dx, acc): even blocks sum into acc0, odd ones
+ * into acc1 (two FMA chains hide the FMA latency). */
+#define QK32_DOT1_KERNEL(T, BLOCK, SUFFIX, ATTR, STEP)                                                   \
+	ATTR float hyd__##T##_dot_##SUFFIX(int64_t n, const void *w, const void *x)                     \
 	{                                                                                               \
-		const struct hyd_block_q8_0 *a = w, *b = x;                                             \
+		const struct BLOCK *a = w;                                                              \
+		const struct hyd_block_q8_0 *b = x;                                                     \
 		const int64_t nb = n / HYD_QK;                                                          \
 		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                          \
 		int64_t i = 0;                                                                          \
@@ -159,120 +160,20 @@ AVX2 static inline __m256 q8_0_step(const struct hyd_block_q8_0 *a, __m256i xq, 
 		if (i < nb)                                                                             \
 			acc0 = STEP(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0); \
 		return hyd__hsum8_ps(_mm256_add_ps(acc0, acc1));                                        \
-	}                                                                                               \
-	ATTR void hyd__q8_0_dot4_##SUFFIX(int64_t n, const void *w, int64_t w_stride, const void *x,     \
-					  float *ret_out)                                               \
+	}
+
+/* Four-row, from a per-block STEP (a, xq, xs, dx, acc) where xs = XS(xq) is a term of the
+ * activation block computed once for the four rows: four weight rows against one activation
+ * row, each row's sums exactly as in the single-row kernel. */
+#define QK32_DOT4_KERNEL(T, BLOCK, SUFFIX, ATTR, STEP, XS)                                               \
+	ATTR void hyd__##T##_dot4_##SUFFIX(int64_t n, const void *w, int64_t w_stride, const void *x,    \
+					   float *ret_out)                                              \
 	{                                                                                               \
-		FOUR_ROWS(hyd_block_q8_0);                                                              \
+		FOUR_ROWS(BLOCK);                                                                       \
 		const struct hyd_block_q8_0 *b = x;                                                     \
 		const int64_t nb = n / HYD_QK;                                                          \
 		__m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0; /* even blocks */           \
 		__m256 o0 = e0, o1 = e0, o2 = e0, o3 = e0;                  /* odd blocks */            \
-		struct four_prefetch pf = four_prefetch_init(w, w_stride, nb * (int64_t)sizeof(*a0));   \
-		int64_t i = 0;                                                                          \
-		for (; i + 2 <= nb; i += 2) {                                                           \
-			four_prefetch_to(&pf, (i + 2) * (int64_t)sizeof(*a0));                          \
-			__m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);                      \
-			__m256 dx = bcast_f16(&b[i].d);                                                 \
-			e0 = STEP(&a0[i], xq, dx, e0);                                                  \
-			e1 = STEP(&a1[i], xq, dx, e1);                                                  \
-			e2 = STEP(&a2[i], xq, dx, e2);                                                  \
-			e3 = STEP(&a3[i], xq, dx, e3);                                                  \
-			xq = _mm256_loadu_si256((const __m256i *)b[i + 1].qs);                          \
-			dx = bcast_f16(&b[i + 1].d);                                                    \
-			o0 = STEP(&a0[i + 1], xq, dx, o0);                                              \
-			o1 = STEP(&a1[i + 1], xq, dx, o1);                                              \
-			o2 = STEP(&a2[i + 1], xq, dx, o2);                                              \
-			o3 = STEP(&a3[i + 1], xq, dx, o3);                                              \
-		}                                                                                       \
-		if (i < nb) {                                                                           \
-			const __m256i xq = _mm256_loadu_si256((const __m256i *)b[i].qs);                \
-			const __m256 dx = bcast_f16(&b[i].d);                                           \
-			e0 = STEP(&a0[i], xq, dx, e0);                                                  \
-			e1 = STEP(&a1[i], xq, dx, e1);                                                  \
-			e2 = STEP(&a2[i], xq, dx, e2);                                                  \
-			e3 = STEP(&a3[i], xq, dx, e3);                                                  \
-		}                                                                                       \
-		_mm_storeu_ps(ret_out, hyd__hsum8x4_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1),    \
-						       _mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)));  \
-	}
-
-Q8_0_KERNELS(avx2, AVX2, q8_0_step)
-
-/* 16 bytes of packed nibbles -> 32 bytes: low nibbles in lane 0, high nibbles in lane 1,
- * which is the Q4_0 element order. */
-AVX2 static inline __m256i unpack_nibbles(const uint8_t *p)
-{
-	const __m128i q = _mm_loadu_si128((const __m128i *)p);
-	const __m256i v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
-	return _mm256_and_si256(v, _mm256_set1_epi8(0xF));
-}
-
-AVX2 static inline __m256 q4_0_step(const struct hyd_block_q4_0 *a, __m256i xq, __m256 dx, __m256 acc)
-{
-	const __m256i q = _mm256_sub_epi8(unpack_nibbles(a->qs), _mm256_set1_epi8(8));
-	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(dot_i8(q, xq)), acc);
-}
-
-/* Single-row Q4_0 kernel (SUFFIX, target ATTR) from a per-block STEP (a, xq, dx, acc):
- * even blocks into acc0, odd ones into acc1, as Q8_0. */
-#define Q4_0_DOT1_KERNEL(SUFFIX, ATTR, STEP)                                                             \
-	ATTR float hyd__q4_0_dot_##SUFFIX(int64_t n, const void *w, const void *x)                      \
-	{                                                                                               \
-		const struct hyd_block_q4_0 *a = w;                                                     \
-		const struct hyd_block_q8_0 *b = x;                                                     \
-		const int64_t nb = n / HYD_QK;                                                          \
-		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                          \
-		int64_t i = 0;                                                                          \
-		for (; i + 2 <= nb; i += 2) {                                                           \
-			prefetch_block(&a[i], 64);                                                      \
-			acc0 = STEP(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0); \
-			acc1 = STEP(&a[i + 1], _mm256_loadu_si256((const __m256i *)b[i + 1].qs),         \
-				    bcast_f16(&b[i + 1].d), acc1);                                      \
-		}                                                                                       \
-		if (i < nb)                                                                             \
-			acc0 = STEP(&a[i], _mm256_loadu_si256((const __m256i *)b[i].qs), bcast_f16(&b[i].d), acc0); \
-		return hyd__hsum8_ps(_mm256_add_ps(acc0, acc1));                                        \
-	}
-
-Q4_0_DOT1_KERNEL(avx2, AVX2, q4_0_step)
-
-/* The four-row Q4_0 kernel gets q4_0_step's int32 lanes another way: sum((q - 8) * x) =
- * sum(q * x) - 8 * sum(x), with q in 0..15 straight into maddubs (no sign juggling) and the
- * activation's lane sums computed once for the four rows.  Same integers, same floats. */
-AVX2 static inline __m256i q4_0_unsigned(const struct hyd_block_q4_0 *a)
-{
-	/* low nibbles to the low 128 bits, high ones to the high 128 */
-	const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)a->qs));
-	return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0xF));
-}
-
-AVX2 static inline __m256 q4_0_step_unsigned(const struct hyd_block_q4_0 *a, __m256i xq, __m256i xsum8, __m256 dx,
-					     __m256 acc)
-{
-	const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q4_0_unsigned(a), xq), _mm256_set1_epi16(1)),
-					   xsum8);
-	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(p), acc);
-}
-
-/* 8 * (sums of four consecutive activation bytes), the lanes dot_i8 produces */
-AVX2 static inline __m256i lane_sums_x8(__m256i xq)
-{
-	const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xq), _mm256_set1_epi16(1));
-	return _mm256_slli_epi32(s, 3);
-}
-
-/* The four-row Q4_0 kernel (SUFFIX, target ATTR) from a per-block STEP (a, xq, xs, dx, acc)
- * and the activation block's term XS(xq), computed once for the four rows. */
-#define Q4_0_DOT4_KERNEL(SUFFIX, ATTR, STEP, XS)                                                         \
-	ATTR void hyd__q4_0_dot4_##SUFFIX(int64_t n, const void *w, int64_t w_stride, const void *x,     \
-					  float *ret_out)                                               \
-	{                                                                                               \
-		FOUR_ROWS(hyd_block_q4_0);                                                              \
-		const struct hyd_block_q8_0 *b = x;                                                     \
-		const int64_t nb = n / HYD_QK;                                                          \
-		__m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0;                             \
-		__m256 o0 = e0, o1 = e0, o2 = e0, o3 = e0;                                              \
 		struct four_prefetch pf = four_prefetch_init(w, w_stride, nb * (int64_t)sizeof(*a0));   \
 		int64_t i = 0;                                                                          \
 		for (; i + 2 <= nb; i += 2) {                                                           \
@@ -305,7 +206,63 @@ AVX2 static inline __m256i lane_sums_x8(__m256i xq)
 						       _mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)));  \
 	}
 
-Q4_0_DOT4_KERNEL(avx2, AVX2, q4_0_step_unsigned, lane_sums_x8)
+/* Q8_0's four-row step has no activation term */
+#define NO_XS(xq) (xq)
+#define Q8_0_KERNELS(SUFFIX, ATTR, STEP)                                                                 \
+	ATTR static inline __m256 STEP##4(const struct hyd_block_q8_0 *a, __m256i xq, __m256i xs, __m256 dx, \
+					  __m256 acc)                                                   \
+	{                                                                                               \
+		(void)xs;                                                                               \
+		return STEP(a, xq, dx, acc);                                                            \
+	}                                                                                               \
+	QK32_DOT1_KERNEL(q8_0, hyd_block_q8_0, SUFFIX, ATTR, STEP)                                      \
+	QK32_DOT4_KERNEL(q8_0, hyd_block_q8_0, SUFFIX, ATTR, STEP##4, NO_XS)
+
+Q8_0_KERNELS(avx2, AVX2, q8_0_step)
+
+/* 16 bytes of packed nibbles -> 32 bytes: low nibbles in lane 0, high nibbles in lane 1,
+ * which is the Q4_0 element order. */
+AVX2 static inline __m256i unpack_nibbles(const uint8_t *p)
+{
+	const __m128i q = _mm_loadu_si128((const __m128i *)p);
+	const __m256i v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+	return _mm256_and_si256(v, _mm256_set1_epi8(0xF));
+}
+
+AVX2 static inline __m256 q4_0_step(const struct hyd_block_q4_0 *a, __m256i xq, __m256 dx, __m256 acc)
+{
+	const __m256i q = _mm256_sub_epi8(unpack_nibbles(a->qs), _mm256_set1_epi8(8));
+	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(dot_i8(q, xq)), acc);
+}
+
+QK32_DOT1_KERNEL(q4_0, hyd_block_q4_0, avx2, AVX2, q4_0_step)
+
+/* The four-row Q4_0 kernel gets q4_0_step's int32 lanes another way: sum((q - 8) * x) =
+ * sum(q * x) - 8 * sum(x), with q in 0..15 straight into maddubs (no sign juggling) and the
+ * activation's lane sums computed once for the four rows.  Same integers, same floats. */
+AVX2 static inline __m256i q4_0_unsigned(const struct hyd_block_q4_0 *a)
+{
+	/* low nibbles to the low 128 bits, high ones to the high 128 */
+	const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)a->qs));
+	return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0xF));
+}
+
+AVX2 static inline __m256 q4_0_step_unsigned(const struct hyd_block_q4_0 *a, __m256i xq, __m256i xsum8, __m256 dx,
+					     __m256 acc)
+{
+	const __m256i p = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q4_0_unsigned(a), xq), _mm256_set1_epi16(1)),
+					   xsum8);
+	return _mm256_fmadd_ps(_mm256_mul_ps(bcast_f16(&a->d), dx), _mm256_cvtepi32_ps(p), acc);
+}
+
+/* 8 * (sums of four consecutive activation bytes), the lanes dot_i8 produces */
+AVX2 static inline __m256i lane_sums_x8(__m256i xq)
+{
+	const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xq), _mm256_set1_epi16(1));
+	return _mm256_slli_epi32(s, 3);
+}
+
+QK32_DOT4_KERNEL(q4_0, hyd_block_q4_0, avx2, AVX2, q4_0_step_unsigned, lane_sums_x8)
 
 /* The 12 packed bytes of Q4_K/Q5_K scales -> bytes 0..7: the 8 scales, 8..15: the 8 mins,
  * in both 128-bit lanes.  Reads 16 bytes: the 4 past the scales are still inside the block. */
@@ -740,8 +697,8 @@ VNNI static inline __m256 q4_0_step1_vnni(const struct hyd_block_q4_0 *a, __m256
 	return q4_0_step_vnni(a, xq, neg_lane_sums_x8_vnni(xq), dx, acc);
 }
 
-Q4_0_DOT1_KERNEL(avx512vnni, VNNI, q4_0_step1_vnni)
-Q4_0_DOT4_KERNEL(avx512vnni, VNNI, q4_0_step_vnni, neg_lane_sums_x8_vnni)
+QK32_DOT1_KERNEL(q4_0, hyd_block_q4_0, avx512vnni, VNNI, q4_0_step1_vnni)
+QK32_DOT4_KERNEL(q4_0, hyd_block_q4_0, avx512vnni, VNNI, q4_0_step_vnni, neg_lane_sums_x8_vnni)
 
 Q4_K_STEP(q4_k_step_vnni, VNNI, MADD_VNNI)
 K_DOT_KERNEL1(q4_k, hyd_block_q4_k, 3, avx512vnni, VNNI, q4_k_step_vnni)
