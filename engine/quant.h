@@ -162,9 +162,8 @@ void hyd__q4_0_dot4_avx512vnni(int64_t n, const void *w, int64_t w_stride, const
 void hyd__q4_k_dot4_avx512vnni(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 void hyd__q6_k_dot4_avx512vnni(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 
-/* ---- AVX-512 F/BW/DQ/VL (quant_avx512.c).  Their own
- * summation orders: the type table uses them only where no four-row kernel of a level
- * serves (see quant.c). */
+/* ---- AVX-512 F/BW/DQ/VL (quant_avx512.c), each in a summation order of its own: the type
+ * table uses them only where no level up to the CPU's has a four-row kernel (quant.c). */
 float hyd__q8_0_dot_avx512(int64_t n, const void *w, const void *x);
 float hyd__q4_0_dot_avx512(int64_t n, const void *w, const void *x);
 float hyd__q4_k_dot_avx512(int64_t n, const void *w, const void *x);
