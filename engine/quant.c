@@ -72,8 +72,8 @@ int32_t hyd__stream_ahead = 1024;
 /* The decode streams' prefetch distance for this CPU.  The hardware prefetchers differ:
  * - Zen 3 (the first development machine): 1 KiB ahead was best; 512 and 1536 bytes
  *   measured the same, 2 KiB 0.5-4.6 % slower.
- * - Zen 4: 256 bytes best; 1 KiB makes one-thread decode 1.25-1.36x slower on the Q8_0
- *   models and 1.03-1.10x on the Q4_K_M ones, AVX2 and VNNI kernels alike (llama-125m,
+ * - Zen 4: 256 bytes best; 1 KiB makes one-thread decode 1.27-1.35x slower on the Q8_0
+ *   models and 1.03-1.08x on the Q4_K_M ones, AVX2 and VNNI kernels alike (llama-125m,
  *   gemma3-270m, mamba-130m, granite-h-350m, alternating settings; docs/PERFORMANCE.md);
  *   none at all about as good as 256.
  * AMD's family 19h is Zen 3 or Zen 4, and only Zen 4 has AVX-512; 1Ah and later (Zen 5, the
