@@ -661,13 +661,13 @@ K_DOT_KERNELS(q6_k, hyd_block_q6_k, 4, avx2, AVX2, q6_k_step)
 K_DOT4X2_KERNEL(q6_k, hyd_block_q6_k)
 
 /* ---- AVX-512 VNNI twins (see the top of the file): 256-bit registers, so AVX512VL.  On
- * Zen 4 (bench/dot_bench, rows of 768, from L2) they run 1.07-1.2x the AVX2 kernels' speed;
+ * Zen 4 (bench/dot_bench, rows of 768, from L2) they run 1.08-1.27x the AVX2 kernels' speed;
  * 512-bit registers (two 64-element chunks, or both halves of one, per register) measured
  * slower there: the extra shuffles cost more than the halved instruction count saves. */
 #define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
 
-/* dot_i8 with vpdpbusd: the same int32 lanes (maddubs saturates only for -128 x -128 pairs,
- * and the activation quantizer never writes -128) */
+/* dot_i8 with vpdpbusd: the same int32 lanes, since dot_i8's maddubs cannot saturate (|a| is
+ * at most 128 and the moved sign leaves b in -128..127: pair sums lie in -32768..32512) */
 VNNI static inline __m256 q8_0_step_vnni(const struct hyd_block_q8_0 *a, __m256i xq, __m256 dx, __m256 acc)
 {
 	const __m256i wq = _mm256_loadu_si256((const __m256i *)a->qs);
