@@ -2,7 +2,8 @@
  * threads, each summing its own contiguous part, median of repeats.  This is the number the
  * decode bound in docs/PERFORMANCE.md divides by: decode streams every weight once per token.
  * Besides wall-clock GB/s it prints GB/s over the readers' CPU time, which is what the pass
- * would take if no other process competed for the cores.
+ * would take if no other process competed for the cores.  The buffer is in 2 MiB pages, as
+ * hydd maps model weights (bench/pages.h).
  *
  *   bench/bandwidth [-s MiB] [-t 1,2] [-r repeats]
  */
@@ -15,8 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/pages.h"
 #include "bench/read_pass.h"
-#include "engine/alloc.h"
 
 #define MAX_THREADS HYD_BENCH_MAX_READERS
 #define MAX_REPEATS 101
@@ -66,7 +67,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const size_t bytes = mib << 20, words = bytes / sizeof(uint64_t);
-	uint64_t *buf = hyd_aligned_alloc(64, bytes);
+	uint64_t *buf = hyd__bench_huge_alloc(bytes);
 	if (!buf) {
 		fprintf(stderr, "bandwidth: cannot allocate %zu MiB\n", mib);
 		return 1;
@@ -75,7 +76,9 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < words; i++)
 		buf[i] = i;
 	const uint64_t expect = (uint64_t)words * (words - 1) / 2;
-	printf("buffer %zu MiB, %u repeats (median), GB = 1e9 bytes\n", mib, repeats);
+	const double huge = hyd__bench_huge_share(buf, bytes);
+	printf("buffer %zu MiB (%.0f %% in 2 MiB pages), %u repeats (median), GB = 1e9 bytes\n", mib,
+	       huge < 0 ? 0.0 : 100 * huge, repeats);
 	printf("| threads | read bandwidth (wall) | min .. max | by CPU time | min .. max |\n| --- | --- | --- | --- | --- |\n");
 	for (unsigned k = 0; k < n_threads_list; k++) {
 		double gbs[MAX_REPEATS], gbc[MAX_REPEATS], cpu;
@@ -96,6 +99,6 @@ int main(int argc, char **argv)
 		printf("| %u | %.1f GB/s | %.1f .. %.1f | %.1f GB/s | %.1f .. %.1f |\n", threads[k], gbs[repeats / 2],
 		       gbs[0], gbs[repeats - 1], gbc[repeats / 2], gbc[0], gbc[repeats - 1]);
 	}
-	hyd_free(buf);
+	hyd__bench_huge_free(buf, bytes);
 	return 0;
 }

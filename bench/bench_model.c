@@ -8,7 +8,10 @@
  * bandwidth for each thread count (--bw, GB/s, from bench/bandwidth) it also prints the bound
  * bandwidth / weight bytes per token and the percentage of it reached.  --bw measure times
  * bench/bandwidth's read pass right before and after each timed decode run instead, with as
- * many threads, and takes the bound from those passes (see struct bw_probe).
+ * many threads, and takes the bound from those passes (see struct bw_probe); its buffer is in
+ * 2 MiB pages, as hydd maps weights.  The table also shows how much of the weights the kernel
+ * really mapped with 2 MiB pages: a model file the page cache holds in small pages (one
+ * written moments ago) decodes a few per cent slower (bench/pages.h).
  *
  * Every run checks that the last logits are finite (fails with EDOM otherwise).
  * Plugins come from $HYD_PLUGIN_PATH (in a build tree: plugins/.libs). */
@@ -23,6 +26,7 @@
 #include <time.h>
 
 #include "bench/bench_util.h"
+#include "bench/pages.h"
 #include "bench/read_pass.h"
 #include "daemon/local_seq.h"
 #include "daemon/model.h"
@@ -180,9 +184,17 @@ static int bench_file(const char *path, const double *threads, int n_threads, co
 		if (!r && tg && (r = measure(m, toks, tg, 1, logits, repeats, &probe, &rt)))
 			fprintf(stderr, "bench_model: %s: decode failed: %s\n", path, strerror(-r));
 		if (!r) {
-			printf("| %s | %s | %u | %.0f (%.0f..%.0f) | %.0f %% | %.1f (%.1f..%.1f) | %.0f %% | %.1f |",
+			const void *wp;
+			size_t wspan;
+			hyd__bench_weight_span(m, &wp, &wspan);
+			const double huge = wspan ? hyd__bench_huge_share(wp, wspan) : -1;
+			printf("| %s | %s | %u | %.0f (%.0f..%.0f) | %.0f %% | %.1f (%.1f..%.1f) | %.0f %% | %.1f | ",
 			       base_name(path), hyd_model_arch(m), (unsigned)threads[k], rp.med, rp.lo, rp.hi,
 			       100 * rp.cpu, rt.med, rt.lo, rt.hi, 100 * rt.cpu, (double)wbytes / 1e6);
+			if (huge < 0)
+				printf("? |");
+			else
+				printf("%.0f %% |", 100 * huge);
 			if (bw_buf) {
 				const double bound = rt.gbps * 1e9 / (double)wbytes;
 				printf(" %.1f | %.1f | %.0f %% |", rt.gbps, bound, 100.0 * rt.med / bound);
@@ -248,29 +260,30 @@ int main(int argc, char **argv)
 	uint64_t *bw_buf = NULL;
 	const size_t bw_words = ((size_t)BW_PASS_MIB << 20) / sizeof(uint64_t);
 	if (measure_bw) {
-		if (!(bw_buf = hyd_aligned_alloc(64, bw_words * sizeof(uint64_t)))) {
+		if (!(bw_buf = hyd__bench_huge_alloc(bw_words * sizeof(uint64_t)))) {
 			fprintf(stderr, "bench_model: cannot allocate the %d MiB read-pass buffer\n", BW_PASS_MIB);
 			return 1;
 		}
-		for (size_t i = 0; i < bw_words; i++) /* touch every page before timing */
+		for (size_t i = 0; i < bw_words; i++) /* give the sum something to add */
 			bw_buf[i] = i;
-		printf("read GB/s: median of read passes of %d MiB (as bench/bandwidth), one right before and one right "
-		       "after each timed decode run, same thread count\n",
-		       BW_PASS_MIB);
+		const double huge = hyd__bench_huge_share(bw_buf, bw_words * sizeof(uint64_t));
+		printf("read GB/s: median of read passes of %d MiB (as bench/bandwidth; %.0f %% in 2 MiB pages), one right "
+		       "before and one right after each timed decode run, same thread count\n",
+		       BW_PASS_MIB, huge < 0 ? 0.0 : 100 * huge);
 	}
-	printf("| model | arch | threads | pp%ld t/s | pp CPU | tg%ld t/s | tg CPU | weight MB read/token | read GB/s | decode bound t/s | tg %% of bound |\n",
+	printf("| model | arch | threads | pp%ld t/s | pp CPU | tg%ld t/s | tg CPU | weight MB read/token | weights in 2 MiB pages | read GB/s | decode bound t/s | tg %% of bound |\n",
 	       pp, tg);
-	printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+	printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 	int failed = 0;
 	char *list = hyd_strdup(models);
 	if (!list) {
-		hyd_free(bw_buf);
+		hyd__bench_huge_free(bw_buf, bw_words * sizeof(uint64_t));
 		return 1;
 	}
 	for (char *save = NULL, *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save))
 		if (bench_file(f, threads, n_threads, bw, n_bw, bw_buf, bw_words, (uint32_t)pp, (uint32_t)tg, repeats))
 			failed++;
 	hyd_free(list);
-	hyd_free(bw_buf);
+	hyd__bench_huge_free(bw_buf, bw_words * sizeof(uint64_t));
 	return failed ? 1 : 0;
 }

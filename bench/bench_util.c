@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "bench/bench_util.h"
@@ -40,6 +42,11 @@ char *hyd__bench_random_rows(uint32_t t, int64_t n_in, int64_t n_rows, float sca
 	if (!tr || !tr->from_float || rb <= 0)
 		return NULL;
 	char *w = hyd_aligned_alloc(64, (size_t)(rb * n_rows));
+	/* large sets of rows stand for weights, which hydd maps with 2 MiB pages: ask for them
+	 * before the first write faults the pages in (bench/pages.h) */
+	const uintptr_t huge = (uintptr_t)2 << 20, a = ((uintptr_t)w + huge - 1) & ~(huge - 1);
+	if (w && a + huge <= (uintptr_t)w + (uintptr_t)(rb * n_rows))
+		(void)madvise((void *)a, ((uintptr_t)w + (uintptr_t)(rb * n_rows) - a) & ~(huge - 1), MADV_HUGEPAGE);
 	float *tmp = hyd_malloc((size_t)n_in * sizeof(float));
 	if (!w || !tmp) {
 		hyd_free(w);
@@ -80,6 +87,22 @@ uint64_t hyd__bench_weight_bytes(const struct hyd_model *m)
 			total += t->nbytes;
 	}
 	return total;
+}
+
+void hyd__bench_weight_span(const struct hyd_model *m, const void **ret_p, size_t *ret_bytes)
+{
+	const struct hyd_gguf *g = hyd_model_gguf(m);
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (uint64_t i = 0; i < hyd_gguf_n_tensors(g); i++) {
+		const struct hyd_tensor *t = hyd_gguf_tensor(g, i);
+		const uintptr_t a = (uintptr_t)t->data;
+		if (!t->data || !t->nbytes)
+			continue;
+		lo = a < lo ? a : lo;
+		hi = a + t->nbytes > hi ? a + t->nbytes : hi;
+	}
+	*ret_p = hi ? (const void *)lo : NULL;
+	*ret_bytes = hi ? (size_t)(hi - lo) : 0;
 }
 
 float hyd__bench_frand(uint64_t *state)

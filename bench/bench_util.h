@@ -2,6 +2,7 @@
 #ifndef HYD_BENCH_UTIL_H
 #define HYD_BENCH_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct hyd_model;
@@ -20,5 +21,7 @@ double hyd__bench_median(double *v, int n);
 /* Bytes of weights one decoded token reads: every tensor once, except an untied token
  * embedding, of which only one row is read. */
 uint64_t hyd__bench_weight_bytes(const struct hyd_model *m);
+/* The address range the model's tensor data spans (ret_bytes 0 when it has none). */
+void hyd__bench_weight_span(const struct hyd_model *m, const void **ret_p, size_t *ret_bytes);
 
 #endif

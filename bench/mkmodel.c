@@ -7,7 +7,8 @@
  * shape expects (ggml-vocab-*.gguf in --vocab-dir, or --vocab FILE for all of them): those
  * files may not be redistributed, so the tokenizer is never part of this program.  Weights
  * are N(0, 1/fan_in), norms 1, and the state-space parameters in the ranges trained models
- * have, so inference runs without overflow; the numbers mean nothing. */
+ * have, so inference runs without overflow; the numbers mean nothing.  Each file is dropped
+ * from the page cache once written, so that it is read in as a model on disk is. */
 #include "config.h"
 
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 
 #include "bench/mkmodel.h"
+#include "bench/pages.h"
 #include "daemon/gguf.h"
 #include "daemon/gguf_write.h"
 #include "engine/alloc.h"
@@ -373,6 +375,13 @@ static int make_one(const struct mk_model *mm, enum mk_ftype ft, const char *voc
 	if ((r = hyd_gguf_writer_new(&c.w)) || (r = mm->build(&c)) || (r = hyd_gguf_writer_write_file(c.w, path))) {
 		fprintf(stderr, "mkmodel: %s: %s\n", path, strerror(-r));
 	} else {
+		/* leave the file on disk, not in the page cache as it was written (small pages):
+		 * bench_model then loads it as hydd loads a model on disk, in large folios mapped
+		 * with 2 MiB pages where the filesystem has them (bench/pages.h) */
+		const int d = hyd__bench_drop_cached(path);
+		if (d)
+			fprintf(stderr, "mkmodel: %s: cannot drop it from the page cache (%s); it may load in small pages\n",
+				path, strerror(-d));
 		printf("%s: %.1fM parameters, %.1f MB of tensor data, matrices:", path, (double)c.n_params / 1e6,
 		       (double)c.n_bytes / 1e6);
 		for (uint32_t t = 0; t < 64; t++)
