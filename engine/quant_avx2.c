@@ -326,10 +326,8 @@ AVX2 static inline __m256i k4_mins_dot(__m256i sm, const int16_t *bsums)
 		SUM1 = MADD(SUM1, _mm256_maddubs_epi16(HI, yhi_), SCALE(SRC, 2 * (j) + 1));   \
 	} while (0)
 
-/* the scale of sub-block k in every int16 lane: picked out of a k4_scales_mins() vector, or
- * broadcast from its 32-bit word (sc | sc << 16) in memory */
+/* the scale of sub-block k in every int16 lane, picked out of a k4_scales_mins() vector */
 #define K4_PICK(SM, k) _mm256_shuffle_epi8(SM, PICK16(k))
-#define K4_LOAD(W, k) _mm256_set1_epi32((W)[k])
 
 /* The end of a Q4_K/Q5_K block of one row: acc += d * sumi - dmin * mins, with d = d_x * d_w
  * and dmin = d_x * dmin_w (bd = d_x in every lane; d_dmin points at the block's d, dmin). */
@@ -342,7 +340,7 @@ AVX2 static inline __m256 k4_finish(const uint16_t *d_dmin, __m256 bd, __m256i s
 }
 
 /* sum(sc * q * y) of one Q4_K block (quants QS, activations Y) as 8 int32 lanes into RET;
- * SCALE(SRC, k) gives sub-block k's scale in every int16 lane (K4_PICK or K4_LOAD). */
+ * SCALE(SRC, k) gives sub-block k's scale in every int16 lane (K4_PICK). */
 #define Q4_K_SUMI(QS, Y, SCALE, SRC, RET, MADD)                                             \
 	do {                                                                                \
 		const __m256i m4_ = _mm256_set1_epi8(0xF);                                  \

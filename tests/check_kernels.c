@@ -332,6 +332,74 @@ START_TEST(test_f16_dot4_same_bits)
 }
 END_TEST
 
+/* A random half for the short-row test: mode 0 moderate values, 1 any finite bit pattern,
+ * 2 moderate values with now and then a subnormal or a large one, 3 mode 2 with now and then
+ * an infinity or a NaN */
+static uint16_t short_row_half(int mode)
+{
+	const float u = uniform(0.0f, 1.0f);
+	if (mode == 1) {
+		uint16_t h;
+		do
+			h = (uint16_t)(uniform(0.0f, 65536.0f));
+		while ((h & 0x7c00) == 0x7c00);
+		return h;
+	}
+	if (mode >= 2 && u < 0.05f)
+		return (uint16_t)(uniform(1.0f, 1023.0f)) | (u < 0.025f ? 0x8000 : 0); /* subnormal */
+	if (mode >= 2 && u < 0.1f)
+		return hyd_fp32_to_fp16(uniform(-60000.0f, 60000.0f));
+	if (mode == 3 && u < 0.12f)
+		return u < 0.11f ? 0x7c00 : 0x7e01; /* +inf, NaN */
+	return hyd_fp32_to_fp16(uniform(-4.0f, 4.0f));
+}
+
+/* Rows under 64 elements (Mamba's dt projection) are one sequential double sum in ggml's
+ * order, which the four-row kernel runs as four chains side by side.  Each row must have the
+ * scalar reference's bits for moderate values, any finite halves, mixtures with subnormals,
+ * infinities and NaNs, and products that cancel, where any other order of the additions
+ * would round differently. */
+START_TEST(test_f16_dot4_short_rows_exact)
+{
+	const struct hyd_type_traits *f16 = hyd_type_traits(HYD_TYPE_F16);
+	if (!f16->vec_dot4)
+		return;
+	static const int64_t lens[] = { 8, 16, 40, 48, 56 };
+	uint16_t w[4 * 60], x[56];
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+		for (int trial = 0; trial < 4000; trial++) {
+			const int64_t n = lens[k], stride = 60;
+			const int mode = trial % 5;
+			for (int64_t i = 0; i < 4 * stride; i++)
+				w[i] = short_row_half(mode % 4);
+			for (int64_t i = 0; i < n; i++)
+				x[i] = short_row_half(mode % 4);
+			if (mode == 4) {
+				/* cancelling giants: products +-65504^2 and one of 2^-48, which a
+				 * sequential double sum loses or keeps by where it stands */
+				const int64_t g0 = (int64_t)uniform(0.0f, (float)n), g1 = (g0 + 1 + (int64_t)uniform(0.0f, (float)n - 1)) % n;
+				int64_t t = (int64_t)uniform(0.0f, (float)n);
+				while (t == g0 || t == g1)
+					t = (t + 1) % n;
+				x[g0] = x[g1] = 0x7bff; /* 65504 */
+				x[t] = 0x0001;          /* 2^-24 */
+				for (int r = 0; r < 4; r++) {
+					w[r * stride + g0] = 0x7bff;
+					w[r * stride + g1] = 0xfbff;
+					w[r * stride + t] = 0x0001;
+				}
+			}
+			float out[4];
+			f16->vec_dot4(n, w, stride * 2, x, out);
+			for (int r = 0; r < 4; r++) {
+				const float want = hyd__f16_dot_f16_ref(n, w + r * stride, x);
+				ck_assert_msg(same_bits(out[r], want) || (isnan(out[r]) && isnan(want)),
+					      "n=%ld trial %d row %d: %a, the reference %a", (long)n, trial, r, out[r], want);
+			}
+		}
+}
+END_TEST
+
 /* A batch whose rows are all alone in their steps gives each row a one-row matmul's bits
  * (it takes the four-row kernels; a mixed batch does not). */
 START_TEST(test_matmul_all_alone)
@@ -464,6 +532,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_matmul_rows_batch_invariant);
 	tcase_add_test(tc, test_matmul_multi_same_bits);
 	tcase_add_test(tc, test_f16_dot4_same_bits);
+	tcase_add_test(tc, test_f16_dot4_short_rows_exact);
 	tcase_add_test(tc, test_matmul_all_alone);
 	tcase_add_test(tc, test_gelu_table);
 	tcase_add_test(tc, test_silu_vector_path);
