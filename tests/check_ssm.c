@@ -891,6 +891,45 @@ START_TEST(test_kernels_activations)
 }
 END_TEST
 
+/* The table the CPU runs against the AVX2 one: where that is the AVX-512 table, its 16-lane
+ * update must give the AVX2 update's bits, to another copy, in place and streamed, for
+ * every channel count (the fours and the rest) and state sizes with and without it. */
+START_TEST(test_kernels_scan_same_bits_as_avx2)
+{
+	const struct hyd__ssm_kern *k = hyd__ssm_kern_at(true), *k2 = hyd__ssm_kern_avx2();
+	if (!k || !k2 || k == k2) {
+		printf("SKIP: no AVX-512 scan kernel on this CPU\n");
+		return;
+	}
+	static const uint32_t sizes[] = { 8, 16, 24, 32, 64, 128 }, chans[] = { 1, 4, 5, 13 };
+	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++)
+		for (size_t ci = 0; ci < sizeof(chans) / sizeof(chans[0]); ci++) {
+			const uint32_t ds = sizes[si], nc = chans[ci], n = nc * ds;
+			float *h = hyd_malloc(n * sizeof(float)), *a = hyd_malloc(n * sizeof(float));
+			float *o2 = hyd_malloc(n * sizeof(float)), *o = hyd_aligned_alloc(64, n * sizeof(float));
+			float bv[128], cv[128], dt[13], x[13], y2[13], y[13];
+			for (uint32_t i = 0; i < n; i++) {
+				h[i] = frand(-2.0f, 2.0f);
+				a[i] = -expf(frand(-1.0f, 4.5f)); /* dt a down to about -180: the clamp */
+			}
+			for (uint32_t i = 0; i < ds; i++)
+				bv[i] = frand(-1.0f, 1.0f), cv[i] = frand(-1.0f, 1.0f);
+			for (uint32_t i = 0; i < nc; i++)
+				dt[i] = frand(0.001f, 2.0f), x[i] = frand(-2.0f, 2.0f);
+			k2->update_dot(o2, h, a, dt, x, bv, cv, nc, ds, y2, false);
+			for (int mode = 0; mode < 3; mode++) {
+				if (mode == 1)
+					memcpy(o, h, n * sizeof(float));
+				k->update_dot(o, mode == 1 ? o : h, a, dt, x, bv, cv, nc, ds, y, mode == 2);
+				k->stream_fence();
+				ck_assert_msg(!memcmp(o, o2, n * sizeof(float)) && !memcmp(y, y2, nc * sizeof(float)),
+					      "d_state %u, %u channels, mode %d: not the AVX2 kernel's bits", ds, nc, mode);
+			}
+			hyd_free(h), hyd_free(a), hyd_free(o2), hyd_free(o);
+		}
+}
+END_TEST
+
 /* The state updates: within rounding of the scalar kernels (FMA, another summation order and,
  * for Mamba-1, a polynomial exp), and writing another copy == updating in place == streaming
  * the result past the caches (an aligned copy, as a session's state is), bit for bit. */
@@ -1010,6 +1049,7 @@ int main(void)
 	tcase_add_test(tc, test_kernels_conv_step);
 	tcase_add_test(tc, test_kernels_activations);
 	tcase_add_test(tc, test_kernels_scan);
+	tcase_add_test(tc, test_kernels_scan_same_bits_as_avx2);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);

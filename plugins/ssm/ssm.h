@@ -61,8 +61,10 @@ int hyd__ssm_matmul(const struct hyd_mixer_batch *b, const struct hyd_tensor *W,
 		    float *Y, int64_t ldy);
 
 /* The scan's per-element kernels.  hyd__ssm_kern() is the table the CPU allows (checked at run
- * time; HYD_SIMD=scalar caps it at the plain C one), hyd__ssm_kern_at(simd) a given one (NULL
- * when the CPU lacks it) for tests that hold each vectorised kernel to its plain C twin. */
+ * time; HYD_SIMD=scalar caps it at the plain C one, HYD_SIMD=avx2 at the AVX2 one),
+ * hyd__ssm_kern_at(simd) a given one (NULL when the CPU lacks it) for tests that hold each
+ * vectorised kernel to its plain C twin, and hyd__ssm_kern_avx2() the AVX2 table, which the
+ * AVX-512 one must match bit for bit. */
 struct hyd__ssm_kern {
 	const char *name;
 	/* Mamba-1, n_ch channels of ds state values each (h_out, h_in and a advance by ds per
@@ -96,6 +98,7 @@ struct hyd__ssm_kern {
 
 const struct hyd__ssm_kern *hyd__ssm_kern(void);
 const struct hyd__ssm_kern *hyd__ssm_kern_at(bool simd);
+const struct hyd__ssm_kern *hyd__ssm_kern_avx2(void);
 
 /* Whether a layer's state copy of this many bytes is written past the caches on a step's last
  * token: one at least the size of a core's L2 is long gone from the caches when the next
