@@ -170,26 +170,31 @@ static void sfence(void)
 	_mm_sfence();
 }
 
-/* exp(x) for 8 float lanes: x = k ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial, 2^k
- * through the exponent bits.  Relative error ~2 ulp over the range, far inside the tolerance of
- * a recurrence that multiplies by values <= 1. */
-AVX2 static inline __m256 exp8(__m256 x)
-{
-	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-	const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-					 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-	r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-	const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
+/* exp(x) for the float lanes of a V (PFX the intrinsics' prefix, ROUND to nearest integer,
+ * CASTI integer bits to V): x = k ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial,
+ * 2^k through the exponent bits.  Relative error ~2 ulp over the range, far inside the
+ * tolerance of a recurrence that multiplies by values <= 1.  exp8 (AVX2) and exp16
+ * (AVX-512) are this one body, so the same bits lane for lane. */
+#define EXP_PS(NAME, ATTR, V, VI, PFX, ROUND, CASTI)                                                     \
+	ATTR static inline V NAME(V x)                                                                   \
+	{                                                                                                \
+		x = PFX##_min_ps(PFX##_max_ps(x, PFX##_set1_ps(-87.0f)), PFX##_set1_ps(88.0f));          \
+		const V k = ROUND(PFX##_mul_ps(x, PFX##_set1_ps(1.44269504088896341f)),                  \
+				  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);                        \
+		V r = PFX##_fnmadd_ps(k, PFX##_set1_ps(0.693359375f), x);                                \
+		r = PFX##_fnmadd_ps(k, PFX##_set1_ps(-2.12194440e-4f), r);                               \
+		V p = PFX##_set1_ps(1.9875691500e-4f);                                                   \
+		p = PFX##_fmadd_ps(p, r, PFX##_set1_ps(1.3981999507e-3f));                               \
+		p = PFX##_fmadd_ps(p, r, PFX##_set1_ps(8.3334519073e-3f));                               \
+		p = PFX##_fmadd_ps(p, r, PFX##_set1_ps(4.1665795894e-2f));                               \
+		p = PFX##_fmadd_ps(p, r, PFX##_set1_ps(1.6666665459e-1f));                               \
+		p = PFX##_fmadd_ps(p, r, PFX##_set1_ps(5.0000001201e-1f));                               \
+		p = PFX##_fmadd_ps(p, PFX##_mul_ps(r, r), PFX##_add_ps(r, PFX##_set1_ps(1.0f)));         \
+		const VI e = PFX##_slli_epi32(PFX##_add_epi32(PFX##_cvtps_epi32(k), PFX##_set1_epi32(127)), 23); \
+		return PFX##_mul_ps(p, CASTI(e));                                                        \
+	}
+
+EXP_PS(exp8, AVX2, __m256, __m256i, _mm256, _mm256_round_ps, _mm256_castsi256_ps)
 
 /* One 8-state slice of one channel: h_out = exp(dt a) h_in + bx bv; acc += h_out c. */
 AVX2 static inline __m256 update8(float *h_out, const float *h_in, const float *a, __m256 vdt, __m256 vbx,
@@ -217,38 +222,41 @@ AVX2 static float update_dot1_avx2(float *h_out, const float *h_in, const float 
 	return y;
 }
 
-/* The channels in fours (returns how many were done); nt: h_out with non-temporal stores */
-AVX2 static inline __attribute__((always_inline)) uint32_t update4_body(float *h_out, const float *h_in,
-								      const float *a, const float *dt,
-								      const float *x, const float *bv,
-								      const float *c, uint32_t n_ch, uint32_t ds,
-								      float *y, const bool nt)
-{
-	uint32_t ch = 0;
-	/* four channels side by side: each one's exp chains are long and the channels are
-	 * independent, so interleaving them fills the pipes (each channel's arithmetic and
-	 * order are update_dot1_avx2's, so the same bits) */
-	if (ds % 8 == 0)
-		for (; ch + 4 <= n_ch; ch += 4) {
-			const uint64_t o = (uint64_t)ch * ds;
-			const __m256 t0 = _mm256_set1_ps(dt[ch]), t1 = _mm256_set1_ps(dt[ch + 1]);
-			const __m256 t2 = _mm256_set1_ps(dt[ch + 2]), t3 = _mm256_set1_ps(dt[ch + 3]);
-			const __m256 x0 = _mm256_set1_ps(dt[ch] * x[ch]), x1 = _mm256_set1_ps(dt[ch + 1] * x[ch + 1]);
-			const __m256 x2 = _mm256_set1_ps(dt[ch + 2] * x[ch + 2]), x3 = _mm256_set1_ps(dt[ch + 3] * x[ch + 3]);
-			__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-			for (uint32_t i = 0; i < ds; i += 8) {
-				const __m256 b = _mm256_loadu_ps(bv + i), cc = _mm256_loadu_ps(c + i);
-				c0 = update8(h_out + o + i, h_in + o + i, a + o + i, t0, x0, b, cc, c0, nt);
-				c1 = update8(h_out + o + ds + i, h_in + o + ds + i, a + o + ds + i, t1, x1, b, cc, c1, nt);
-				c2 = update8(h_out + o + 2 * ds + i, h_in + o + 2 * ds + i, a + o + 2 * ds + i, t2, x2, b, cc,
-					     c2, nt);
-				c3 = update8(h_out + o + 3 * ds + i, h_in + o + 3 * ds + i, a + o + 3 * ds + i, t3, x3, b, cc,
-					     c3, nt);
-			}
-			_mm_storeu_ps(y + ch, hyd__hsum8x4_ps(c0, c1, c2, c3));
-		}
-	return ch;
-}
+/* The channels in fours (returns how many were done; nt: h_out with non-temporal stores), in
+ * slices of STEP states of type V by UPDATE (update8 or update16), for ds a multiple of STEP.
+ * Four channels side by side: each one's exp chains are long and the channels are
+ * independent, so interleaving them fills the pipes (each channel's arithmetic and order are
+ * update_dot1_avx2's, so the same bits). */
+#define UPDATE4_BODY(NAME, ATTR, V, PFX, STEP, UPDATE)                                                   \
+	ATTR static inline __attribute__((always_inline)) uint32_t NAME(                                 \
+		float *h_out, const float *h_in, const float *a, const float *dt, const float *x,        \
+		const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y, const bool nt)    \
+	{                                                                                                \
+		uint32_t ch = 0;                                                                         \
+		if (ds % (STEP) == 0)                                                                    \
+			for (; ch + 4 <= n_ch; ch += 4) {                                                \
+				const uint64_t o = (uint64_t)ch * ds;                                    \
+				const V t0 = PFX##_set1_ps(dt[ch]), t1 = PFX##_set1_ps(dt[ch + 1]);      \
+				const V t2 = PFX##_set1_ps(dt[ch + 2]), t3 = PFX##_set1_ps(dt[ch + 3]);  \
+				const V x0 = PFX##_set1_ps(dt[ch] * x[ch]);                              \
+				const V x1 = PFX##_set1_ps(dt[ch + 1] * x[ch + 1]);                      \
+				const V x2 = PFX##_set1_ps(dt[ch + 2] * x[ch + 2]);                      \
+				const V x3 = PFX##_set1_ps(dt[ch + 3] * x[ch + 3]);                      \
+				__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;              \
+				for (uint32_t i = 0; i < ds; i += (STEP)) {                              \
+					const V b = PFX##_loadu_ps(bv + i), cc = PFX##_loadu_ps(c + i);  \
+					const uint64_t s0 = o + i, s1 = s0 + ds, s2 = s1 + ds, s3 = s2 + ds; \
+					c0 = UPDATE(h_out + s0, h_in + s0, a + s0, t0, x0, b, cc, c0, nt); \
+					c1 = UPDATE(h_out + s1, h_in + s1, a + s1, t1, x1, b, cc, c1, nt); \
+					c2 = UPDATE(h_out + s2, h_in + s2, a + s2, t2, x2, b, cc, c2, nt); \
+					c3 = UPDATE(h_out + s3, h_in + s3, a + s3, t3, x3, b, cc, c3, nt); \
+				}                                                                        \
+				_mm_storeu_ps(y + ch, hyd__hsum8x4_ps(c0, c1, c2, c3));                  \
+			}                                                                                \
+		return ch;                                                                               \
+	}
+
+UPDATE4_BODY(update4_body, AVX2, __m256, _mm256, 8, update8)
 
 AVX2 static void update_dot_avx2(float *h_out, const float *h_in, const float *a, const float *dt, const float *x,
 				 const float *bv, const float *c, uint32_t n_ch, uint32_t ds, float *y, bool stream)
@@ -265,29 +273,14 @@ AVX2 static void update_dot_avx2(float *h_out, const float *h_in, const float *a
 
 /* ---------------------------------------------------------------- AVX-512 */
 
-/* The scan's update on 16 lanes: exp8's and update8's arithmetic lane for lane, so the same
- * bits as the AVX2 kernel.  On Zen 4, which splits a 512-bit operation in two, the gain is
- * not in the arithmetic pipes but in the instruction window: the four channels' exp chains
- * (each some 60 cycles long) fit in half the instructions, so more of them are in flight. */
+/* The scan's update on 16 lanes: exp8's and update8's arithmetic lane for lane (exp16 and
+ * update4_body16 are the same macros' bodies), so the same bits as the AVX2 kernel.  On
+ * Zen 4, which splits a 512-bit operation in two, the gain is not in the arithmetic pipes
+ * but in the instruction window: the four channels' exp chains (each some 60 cycles long)
+ * fit in half the instructions, so more of them are in flight. */
 #define AVX512 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512vl")))
 
-AVX512 static inline __m512 exp16(__m512 x)
-{
-	x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-	const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-					      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-	r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-	__m512 p = _mm512_set1_ps(1.9875691500e-4f);
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-	p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-	const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
-	return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-}
+EXP_PS(exp16, AVX512, __m512, __m512i, _mm512, _mm512_roundscale_ps, _mm512_castsi512_ps)
 
 /* 16 states of one channel (update8 on two halves at once); acc gets the two halves' dot
  * products in update_dot1_avx2's order: the low 8 lanes first, then the high ones */
@@ -305,33 +298,7 @@ AVX512 static inline __m256 update16(float *h_out, const float *h_in, const floa
 	return _mm256_fmadd_ps(_mm512_extractf32x8_ps(hv, 1), _mm512_extractf32x8_ps(c, 1), acc);
 }
 
-AVX512 static inline __attribute__((always_inline)) uint32_t update4_body16(float *h_out, const float *h_in,
-									   const float *a, const float *dt,
-									   const float *x, const float *bv,
-									   const float *c, uint32_t n_ch, uint32_t ds,
-									   float *y, const bool nt)
-{
-	uint32_t ch = 0;
-	for (; ch + 4 <= n_ch; ch += 4) {
-		const uint64_t o = (uint64_t)ch * ds;
-		const __m512 t0 = _mm512_set1_ps(dt[ch]), t1 = _mm512_set1_ps(dt[ch + 1]);
-		const __m512 t2 = _mm512_set1_ps(dt[ch + 2]), t3 = _mm512_set1_ps(dt[ch + 3]);
-		const __m512 x0 = _mm512_set1_ps(dt[ch] * x[ch]), x1 = _mm512_set1_ps(dt[ch + 1] * x[ch + 1]);
-		const __m512 x2 = _mm512_set1_ps(dt[ch + 2] * x[ch + 2]), x3 = _mm512_set1_ps(dt[ch + 3] * x[ch + 3]);
-		__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-		for (uint32_t i = 0; i < ds; i += 16) {
-			const __m512 b = _mm512_loadu_ps(bv + i), cc = _mm512_loadu_ps(c + i);
-			c0 = update16(h_out + o + i, h_in + o + i, a + o + i, t0, x0, b, cc, c0, nt);
-			c1 = update16(h_out + o + ds + i, h_in + o + ds + i, a + o + ds + i, t1, x1, b, cc, c1, nt);
-			c2 = update16(h_out + o + 2 * ds + i, h_in + o + 2 * ds + i, a + o + 2 * ds + i, t2, x2, b, cc, c2,
-				      nt);
-			c3 = update16(h_out + o + 3 * ds + i, h_in + o + 3 * ds + i, a + o + 3 * ds + i, t3, x3, b, cc, c3,
-				      nt);
-		}
-		_mm_storeu_ps(y + ch, hyd__hsum8x4_ps(c0, c1, c2, c3));
-	}
-	return ch;
-}
+UPDATE4_BODY(update4_body16, AVX512, __m512, _mm512, 16, update16)
 
 AVX512 static void update_dot_avx512(float *h_out, const float *h_in, const float *a, const float *dt,
 				     const float *x, const float *bv, const float *c, uint32_t n_ch, uint32_t ds,
