@@ -856,6 +856,53 @@ START_TEST(test_kernels_conv_step)
 }
 END_TEST
 
+/* The activation tests' inputs: special values first (zeros, tiny and huge, around the
+ * softplus threshold and the exp clamps), then mostly the range the models use, every 16th
+ * far out; the biases b for softplus */
+static void activation_inputs(float *x, float *b, uint32_t n)
+{
+	static const float special[] = { 0.0f, -0.0f, 1e-30f, -1e-30f, 20.0f, 20.000002f, 19.999998f, -87.5f, 88.5f,
+					 -104.0f, 104.0f, -200.0f, 200.0f, 1e30f, -1e30f, 1e-42f };
+	const uint32_t ns = sizeof(special) / sizeof(special[0]);
+	for (uint32_t i = 0; i < n; i++) {
+		x[i] = i < ns ? special[i] : i % 16 ? frand(-12.0f, 12.0f) : frand(-120.0f, 120.0f);
+		b[i] = i < ns ? 0.0f : frand(-3.0f, 1.0f);
+	}
+}
+
+/* The AVX-512 activations against the AVX2 ones: the same bits, element for element, over
+ * activation_inputs(), in place, and with every tail length. */
+START_TEST(test_kernels_activations_same_bits_as_avx2)
+{
+	const struct hyd__ssm_kern *k = hyd__ssm_kern_at(true), *k2 = hyd__ssm_kern_avx2();
+	if (!k || !k2 || k == k2) {
+		printf("SKIP: no AVX-512 activations on this CPU\n");
+		return;
+	}
+	enum { N = 1 << 16 };
+	float *x = hyd_malloc(N * sizeof(float)), *b = hyd_malloc(N * sizeof(float));
+	float *want = hyd_malloc(N * sizeof(float)), *got = hyd_malloc(N * sizeof(float));
+	activation_inputs(x, b, N);
+	for (uint32_t n = N - 17; n <= N; n++) {
+		k2->silu(want, x, n);
+		k->silu(got, x, n);
+		ck_assert_msg(!memcmp(want, got, n * sizeof(float)), "silu, %u elements: not the AVX2 bits", n);
+		memcpy(got, x, n * sizeof(float));
+		k->silu(got, got, n);
+		ck_assert_msg(!memcmp(want, got, n * sizeof(float)), "silu in place, %u elements", n);
+		memcpy(want, b, n * sizeof(float));
+		memcpy(got, b, n * sizeof(float));
+		k2->silu_mul(want, x, n);
+		k->silu_mul(got, x, n);
+		ck_assert_msg(!memcmp(want, got, n * sizeof(float)), "silu_mul, %u elements: not the AVX2 bits", n);
+		k2->softplus(want, x, b, n);
+		k->softplus(got, x, b, n);
+		ck_assert_msg(!memcmp(want, got, n * sizeof(float)), "softplus, %u elements: not the AVX2 bits", n);
+	}
+	hyd_free(x), hyd_free(b), hyd_free(want), hyd_free(got);
+}
+END_TEST
+
 START_TEST(test_kernels_activations)
 {
 	const struct hyd__ssm_kern *ref = hyd__ssm_kern_at(false), *k = simd_kern();
@@ -864,14 +911,7 @@ START_TEST(test_kernels_activations)
 	enum { N = 1 << 18 };
 	float *x = hyd_malloc(N * sizeof(float)), *b = hyd_malloc(N * sizeof(float));
 	float *want = hyd_malloc(N * sizeof(float)), *got = hyd_malloc(N * sizeof(float));
-	static const float special[] = { 0.0f, -0.0f, 1e-30f, -1e-30f, 20.0f, 20.000002f, 19.999998f, -87.5f, 88.5f,
-					 -104.0f, 104.0f, -200.0f, 200.0f, 1e30f, -1e30f, 1e-42f };
-	const uint32_t ns = sizeof(special) / sizeof(special[0]);
-	for (uint32_t i = 0; i < N; i++) {
-		/* mostly the range the models use, some far out; N - 1 is odd: tails are covered */
-		x[i] = i < ns ? special[i] : i % 16 ? frand(-12.0f, 12.0f) : frand(-120.0f, 120.0f);
-		b[i] = i < ns ? 0.0f : frand(-3.0f, 1.0f);
-	}
+	activation_inputs(x, b, N); /* N - 1 is odd: tails are covered */
 	const uint32_t n = N - 1;
 	ref->silu(want, x, n);
 	k->silu(got, x, n);
@@ -1050,6 +1090,7 @@ int main(void)
 	tcase_add_test(tc, test_kernels_activations);
 	tcase_add_test(tc, test_kernels_scan);
 	tcase_add_test(tc, test_kernels_scan_same_bits_as_avx2);
+	tcase_add_test(tc, test_kernels_activations_same_bits_as_avx2);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);

@@ -317,44 +317,56 @@ AVX512 static void update_dot_avx512(float *h_out, const float *h_in, const floa
 	}
 }
 
-/* log(1 + e) in double for 4 lanes, 0 <= e < 2^60: u = 1 + e rounded, log(u) from u = 2^k m with
- * m in [sqrt(1/2), sqrt(2)) and log(m) = 2 atanh(f / (2 + f)), f = m - 1, by its series to s^19;
- * the rounding of 1 + e is put back as (e - (u - 1)) / u. */
-AVX2 static inline __m256d log1p4d(__m256d e)
-{
-	const __m256d one = _mm256_set1_pd(1.0);
-	const __m256d u = _mm256_add_pd(one, e);
-	const __m256d corr = _mm256_div_pd(_mm256_sub_pd(e, _mm256_sub_pd(u, one)), u);
-	const __m256i bits = _mm256_castpd_si256(u);
-	__m256i ex = _mm256_srli_epi64(bits, 52); /* u >= 1: no sign bit */
-	__m256d m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000fffffffffffffll)),
-							_mm256_set1_epi64x(0x3ff0000000000000ll)));
-	const __m256d big = _mm256_cmp_pd(m, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-	m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
-	ex = _mm256_sub_epi64(ex, _mm256_castpd_si256(big)); /* all-ones lanes: + 1 */
-	/* small non-negative integer to double through the 2^52 trick */
-	const __m256d two52 = _mm256_set1_pd(4503599627370496.0);
-	const __m256d kd = _mm256_sub_pd(_mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(ex, _mm256_castpd_si256(two52))),
-						      two52),
-					 _mm256_set1_pd(1023.0));
-	const __m256d f = _mm256_sub_pd(m, one);
-	const __m256d s = _mm256_div_pd(f, _mm256_add_pd(_mm256_set1_pd(2.0), f));
-	const __m256d s2 = _mm256_mul_pd(s, s);
-#define C(i) _mm256_set1_pd(1.0 / (i))
-	/* p = sum s2^j / (2j + 1) for 1 <= j <= 9, divided by s2, in Estrin's form */
-	const __m256d s4 = _mm256_mul_pd(s2, s2), s8 = _mm256_mul_pd(s4, s4);
-	const __m256d a0 = _mm256_fmadd_pd(s2, C(5.0), C(3.0)), a1 = _mm256_fmadd_pd(s2, C(9.0), C(7.0));
-	const __m256d a2 = _mm256_fmadd_pd(s2, C(13.0), C(11.0)), a3 = _mm256_fmadd_pd(s2, C(17.0), C(15.0));
-	const __m256d b0 = _mm256_fmadd_pd(a1, s4, a0), b1 = _mm256_fmadd_pd(a3, s4, a2);
-	const __m256d p = _mm256_fmadd_pd(_mm256_fmadd_pd(C(19.0), s8, b1), s8, b0);
-#undef C
-	/* log(m) = 2s + 2s s2 p */
-	const __m256d two_s = _mm256_add_pd(s, s);
-	__m256d lm = _mm256_fmadd_pd(_mm256_mul_pd(two_s, s2), p, corr);
-	lm = _mm256_add_pd(lm, two_s);
-	lm = _mm256_fmadd_pd(kd, _mm256_set1_pd(0x1.ef35793c76730p-45), lm);
-	return _mm256_fmadd_pd(kd, _mm256_set1_pd(0x1.62e42fefa3800p-1), lm);
-}
+/* log(1 + e) in double for the lanes of a V, 0 <= e < 2^60: u = 1 + e rounded, log(u) from
+ * u = 2^k m with m in [sqrt(1/2), sqrt(2)) and log(m) = 2 atanh(f / (2 + f)), f = m - 1, by
+ * its series to s^19; the rounding of 1 + e is put back as (e - (u - 1)) / u.  One body for
+ * both widths (the lane selection by a vector mask on AVX2, a mask register on AVX-512:
+ * CMPGT, BLEND, INC), so each lane gets the same bits. */
+#define LOG1P_PD(NAME, ATTR, V, VI, PFX, CASTPI, CASTIP, AND, OR, SET1_64, MASK, CMPGT, BLEND, INC)      \
+	ATTR static inline V NAME(V e)                                                                   \
+	{                                                                                                \
+		const V one = PFX##_set1_pd(1.0);                                                        \
+		const V u = PFX##_add_pd(one, e);                                                        \
+		const V corr = PFX##_div_pd(PFX##_sub_pd(e, PFX##_sub_pd(u, one)), u);                   \
+		const VI bits = CASTPI(u);                                                               \
+		VI ex = PFX##_srli_epi64(bits, 52); /* u >= 1: no sign bit */                            \
+		V m = CASTIP(OR(AND(bits, SET1_64(0x000fffffffffffffll)), SET1_64(0x3ff0000000000000ll))); \
+		const MASK big = CMPGT(m, PFX##_set1_pd(1.4142135623730951));                            \
+		m = BLEND(big, m, PFX##_mul_pd(m, PFX##_set1_pd(0.5)));                                  \
+		ex = INC(ex, big); /* the halved lanes: + 1 */                                           \
+		/* small non-negative integer to double through the 2^52 trick */                        \
+		const V two52 = PFX##_set1_pd(4503599627370496.0);                                       \
+		const V kd = PFX##_sub_pd(PFX##_sub_pd(CASTIP(OR(ex, CASTPI(two52))), two52),            \
+					  PFX##_set1_pd(1023.0));                                        \
+		const V f = PFX##_sub_pd(m, one);                                                        \
+		const V s = PFX##_div_pd(f, PFX##_add_pd(PFX##_set1_pd(2.0), f));                        \
+		const V s2 = PFX##_mul_pd(s, s);                                                         \
+		/* p = sum s2^j / (2j + 1) for 1 <= j <= 9, divided by s2, in Estrin's form */           \
+		const V s4 = PFX##_mul_pd(s2, s2), s8 = PFX##_mul_pd(s4, s4);                            \
+		const V a0 = PFX##_fmadd_pd(s2, PFX##_set1_pd(1.0 / 5.0), PFX##_set1_pd(1.0 / 3.0));     \
+		const V a1 = PFX##_fmadd_pd(s2, PFX##_set1_pd(1.0 / 9.0), PFX##_set1_pd(1.0 / 7.0));     \
+		const V a2 = PFX##_fmadd_pd(s2, PFX##_set1_pd(1.0 / 13.0), PFX##_set1_pd(1.0 / 11.0));   \
+		const V a3 = PFX##_fmadd_pd(s2, PFX##_set1_pd(1.0 / 17.0), PFX##_set1_pd(1.0 / 15.0));   \
+		const V b0 = PFX##_fmadd_pd(a1, s4, a0), b1 = PFX##_fmadd_pd(a3, s4, a2);                \
+		const V p = PFX##_fmadd_pd(PFX##_fmadd_pd(PFX##_set1_pd(1.0 / 19.0), s8, b1), s8, b0);   \
+		/* log(m) = 2s + 2s s2 p */                                                              \
+		const V two_s = PFX##_add_pd(s, s);                                                      \
+		V lm = PFX##_fmadd_pd(PFX##_mul_pd(two_s, s2), p, corr);                                 \
+		lm = PFX##_add_pd(lm, two_s);                                                            \
+		lm = PFX##_fmadd_pd(kd, PFX##_set1_pd(0x1.ef35793c76730p-45), lm);                       \
+		return PFX##_fmadd_pd(kd, PFX##_set1_pd(0x1.62e42fefa3800p-1), lm);                      \
+	}
+
+#define CMPGT_AVX2(A, B) _mm256_cmp_pd(A, B, _CMP_GT_OQ)
+#define BLEND_AVX2(M, A, B) _mm256_blendv_pd(A, B, M)
+#define INC_AVX2(X, M) _mm256_sub_epi64(X, _mm256_castpd_si256(M)) /* all-ones lanes */
+LOG1P_PD(log1p4d, AVX2, __m256d, __m256i, _mm256, _mm256_castpd_si256, _mm256_castsi256_pd, _mm256_and_si256,
+	 _mm256_or_si256, _mm256_set1_epi64x, __m256d, CMPGT_AVX2, BLEND_AVX2, INC_AVX2)
+
+#define CMPGT_AVX512(A, B) _mm512_cmp_pd_mask(A, B, _CMP_GT_OQ)
+#define INC_AVX512(X, M) _mm512_mask_add_epi64(X, M, X, _mm512_set1_epi64(1))
+LOG1P_PD(log1p8d, AVX512, __m512d, __m512i, _mm512, _mm512_castpd_si512, _mm512_castsi512_pd, _mm512_and_si512,
+	 _mm512_or_si512, _mm512_set1_epi64, __mmask8, CMPGT_AVX512, _mm512_mask_blend_pd, INC_AVX512)
 
 /* AVX2 without FMA: GCC would otherwise fuse the products and sums below into FMAs (its
  * default -ffp-contract=fast applies to the intrinsics' vector operators), and the scalar
@@ -462,6 +474,46 @@ AVX2 static void softplus_avx2(float *y, const float *x, const float *bias, uint
 		softplus_scalar(y + i, x + i, bias + i, n - i);
 }
 
+/* The activations on 512-bit registers (16 floats, 8 doubles), the AVX2 ones' arithmetic lane
+ * for lane (hyd__silu16, hyd__exp8d and log1p8d share their bodies with the AVX2 ones), so
+ * the same bits; the rest of a row goes to the AVX2 kernels.  Like the update, they gain
+ * on Zen 4 by the instruction window: a softplus lane is a chain of two divisions and two
+ * polynomials, and half the instructions hold twice the lanes in flight. */
+AVX512 static void silu_avx512(float *y, const float *x, uint32_t n)
+{
+	uint32_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(y + i, hyd__silu16(_mm512_loadu_ps(x + i)));
+	if (i < n)
+		silu_avx2(y + i, x + i, n - i);
+}
+
+AVX512 static void silu_mul_avx512(float *y, const float *z, uint32_t n)
+{
+	uint32_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), hyd__silu16(_mm512_loadu_ps(z + i))));
+	if (i < n)
+		silu_mul_avx2(y + i, z + i, n - i);
+}
+
+/* softplus4 on 8 lanes */
+AVX512 static inline __m256 softplus8(__m256 v)
+{
+	const __m256 ef = _mm512_cvtpd_ps(hyd__exp8d(_mm512_cvtps_pd(v)));
+	const __m256 sp = _mm512_cvtpd_ps(log1p8d(_mm512_cvtps_pd(ef)));
+	return _mm256_blendv_ps(sp, v, _mm256_cmp_ps(v, _mm256_set1_ps(20.0f), _CMP_GT_OQ));
+}
+
+AVX512 static void softplus_avx512(float *y, const float *x, const float *bias, uint32_t n)
+{
+	uint32_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, softplus8(_mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(bias + i))));
+	if (i < n)
+		softplus_avx2(y + i, x + i, bias + i, n - i);
+}
+
 static const struct hyd__ssm_kern kern_avx2 = {
 	.name = "avx2",
 	.update_dot = update_dot_avx2,
@@ -473,15 +525,15 @@ static const struct hyd__ssm_kern kern_avx2 = {
 	.stream_fence = sfence,
 };
 
-/* AVX2's table with the 16-lane update (the same bits) */
+/* AVX2's table with the 16-lane update and activations (the same bits) */
 static const struct hyd__ssm_kern kern_avx512 = {
 	.name = "avx512",
 	.update_dot = update_dot_avx512,
 	.decay_dot = decay_dot_avx2,
 	.conv_step = conv_step_avx2,
-	.silu = silu_avx2,
-	.silu_mul = silu_mul_avx2,
-	.softplus = softplus_avx2,
+	.silu = silu_avx512,
+	.silu_mul = silu_mul_avx512,
+	.softplus = softplus_avx512,
 	.stream_fence = sfence,
 };
 #endif
