@@ -249,6 +249,96 @@ AVX2 static void f16_dot4_f16_avx2(int64_t n, const void *w, int64_t w_stride, c
 	_mm_storeu_ps(ret_out, _mm256_cvtpd_ps(s));
 }
 
+#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl")))
+
+/* The largest of 8 words, by phminposuw on their complements */
+AVX512 static inline uint16_t hmax_epu16(__m128i v)
+{
+	return (uint16_t)~_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(v, _mm_set1_epi16(-1))));
+}
+
+/* The activation halves' largest magnitude (as bits) and smallest exponent field among the
+ * nonzero ones (zeros, raised to field 31 here, add nothing to a sum, exactly), and the
+ * largest magnitude of the four weight rows' halves; V the vector (__m128i or __m256i) and
+ * PFX its intrinsics' prefix, for 8 or 16 halves from element k. */
+#define F16_SCAN(V, PFX, LOAD, k)                                                                      \
+	do {                                                                                           \
+		const V mask_ = PFX##_set1_epi16(0x7fff);                                              \
+		const V xa_ = PFX##_and_si##LOAD(PFX##_loadu_si##LOAD((const V *)(b + (k))), mask_);   \
+		const V nz_ = PFX##_or_si##LOAD(xa_, PFX##_and_si##LOAD(PFX##_cmpeq_epi16(xa_, PFX##_setzero_si##LOAD()), \
+									PFX##_set1_epi16(0x7c00)));  \
+		xm_##LOAD = PFX##_max_epu16(xm_##LOAD, xa_);                                           \
+		xe_##LOAD = PFX##_min_epu16(xe_##LOAD, PFX##_srli_epi16(nz_, 10));                     \
+		wm_##LOAD = PFX##_max_epu16(wm_##LOAD, PFX##_and_si##LOAD(PFX##_loadu_si##LOAD((const V *)(a0 + (k))), mask_)); \
+		wm_##LOAD = PFX##_max_epu16(wm_##LOAD, PFX##_and_si##LOAD(PFX##_loadu_si##LOAD((const V *)(a1 + (k))), mask_)); \
+		wm_##LOAD = PFX##_max_epu16(wm_##LOAD, PFX##_and_si##LOAD(PFX##_loadu_si##LOAD((const V *)(a2 + (k))), mask_)); \
+		wm_##LOAD = PFX##_max_epu16(wm_##LOAD, PFX##_and_si##LOAD(PFX##_loadu_si##LOAD((const V *)(a3 + (k))), mask_)); \
+	} while (0)
+
+/* Four rows shorter than 64 elements (n a multiple of 8), as f16_dot4_f16_avx2 sums them, where
+ * that can be done without the chain.  For such rows ggml's order is one sequential double
+ * sum of f32 products per row (Mamba's dt projection: rows of 48).  Each product of two
+ * halves is exact in f32 and an integer multiple of u, 2^-24 (the spacing of the smallest
+ * halves, as a weight may be) times the spacing of the smallest nonzero activation half;
+ * while the products' magnitudes sum to less than 2^53 u, every partial sum, in any order,
+ * is exact in double,
+ * so the sequential sum is the exact sum, and so is a sum eight lanes at a time by fused
+ * multiply-adds, reduced as a tree: the same bits.  The bound is checked from the largest
+ * magnitudes, n max|w| max|x| < 2^52 u (a factor of two to spare for the check's own
+ * rounding); where it fails, or a value is infinite or NaN, the rows take the chain.  On
+ * Zen 4 1.46x the chain kernel on mamba-130m's dt rows (docs/PERFORMANCE.md). */
+AVX512 static void f16_dot4_f16_avx512(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out)
+{
+	if (n >= 64 || n % 8 || n == 0) {
+		f16_dot4_f16_avx2(n, w, w_stride, x, ret_out);
+		return;
+	}
+	const uint16_t *b = x;
+	const uint16_t *a0 = w, *a1 = (const void *)((const char *)w + w_stride);
+	const uint16_t *a2 = (const void *)((const char *)w + 2 * w_stride);
+	const uint16_t *a3 = (const void *)((const char *)w + 3 * w_stride);
+	__m256i xm_256 = _mm256_setzero_si256(), wm_256 = xm_256, xe_256 = _mm256_set1_epi16(31);
+	int64_t k = 0;
+	for (; k + 16 <= n; k += 16)
+		F16_SCAN(__m256i, _mm256, 256, k);
+	__m128i xm_128 = _mm_max_epu16(_mm256_castsi256_si128(xm_256), _mm256_extracti128_si256(xm_256, 1));
+	__m128i wm_128 = _mm_max_epu16(_mm256_castsi256_si128(wm_256), _mm256_extracti128_si256(wm_256, 1));
+	__m128i xe_128 = _mm_min_epu16(_mm256_castsi256_si128(xe_256), _mm256_extracti128_si256(xe_256, 1));
+	if (k < n)
+		F16_SCAN(__m128i, _mm, 128, k);
+	/* the spacing of a half with exponent field f is 2^(max(f, 1) - 25); a weight's is taken
+	 * as the smallest there is, 2^-24 */
+	int ex = _mm_cvtsi128_si32(_mm_minpos_epu16(xe_128)) & 0xffff;
+	ex = ex > 1 ? ex : 1;
+	const int32_t limit_bits = (ex - 25 - 24 + 52 + 127) << 23; /* 2^52 u: 2^4 .. 2^33 */
+	float limit;
+	memcpy(&limit, &limit_bits, sizeof(limit));
+	const uint16_t xmax = hmax_epu16(xm_128), wmax = hmax_epu16(wm_128);
+	/* an infinite or NaN half makes the bound infinite or NaN: the chain */
+	if (!((float)n * _cvtsh_ss(wmax) * _cvtsh_ss(xmax) < limit)) {
+		f16_dot4_f16_avx2(n, w, w_stride, x, ret_out);
+		return;
+	}
+	__m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+	for (k = 0; k < n; k += 8) {
+		const __m512d xd = _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + k))));
+#define ROW_PD(a) _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((a) + k))))
+		s0 = _mm512_fmadd_pd(ROW_PD(a0), xd, s0);
+		s1 = _mm512_fmadd_pd(ROW_PD(a1), xd, s1);
+		s2 = _mm512_fmadd_pd(ROW_PD(a2), xd, s2);
+		s3 = _mm512_fmadd_pd(ROW_PD(a3), xd, s3);
+#undef ROW_PD
+	}
+	/* the four rows' eight lanes summed as a tree, all four at once: pairs of lanes, giving
+	 * 128-bit quarters A B C D = (rows 0,1 of lanes 0-3), (rows 0,1 of 4-7), (rows 2,3 ...) */
+	const __m512d t01 = _mm512_add_pd(_mm512_unpacklo_pd(s0, s1), _mm512_unpackhi_pd(s0, s1));
+	const __m512d t23 = _mm512_add_pd(_mm512_unpacklo_pd(s2, s3), _mm512_unpackhi_pd(s2, s3));
+	const __m512d u = _mm512_add_pd(_mm512_shuffle_f64x2(t01, t23, 0x88), _mm512_shuffle_f64x2(t01, t23, 0xdd));
+	/* then A + B and C + D: rows 0, 1, 2, 3 */
+	const __m512d r = _mm512_add_pd(_mm512_shuffle_f64x2(u, u, 0x88), _mm512_shuffle_f64x2(u, u, 0xdd));
+	_mm_storeu_ps(ret_out, _mm256_cvtpd_ps(_mm512_castpd512_pd256(r)));
+}
+
 AVX2 static float f16_dot_f16_gemm_avx2(int64_t n, const void *w, const void *x)
 {
 	const uint16_t *a = w, *b = x;
@@ -383,6 +473,8 @@ void hyd__float_register(struct hyd_type_traits *tab, enum hyd_simd level)
 		f16_gemm_2x2 = f16_gemm_2x2_avx2;
 		bf16->vec_dot = bf16_dot_avx2;
 	}
+	if (level >= HYD_SIMD_AVX512)
+		f16->vec_dot4 = f16_dot4_f16_avx512;
 #else
 	(void)level;
 #endif

@@ -375,18 +375,21 @@ START_TEST(test_f16_dot4_short_rows_exact)
 			for (int64_t i = 0; i < n; i++)
 				x[i] = short_row_half(mode % 4);
 			if (mode == 4) {
-				/* cancelling giants: products +-65504^2 and one of 2^-48, which a
-				 * sequential double sum loses or keeps by where it stands */
+				/* cancelling giants: products +-65504^2, and small ones that a double
+				 * sum rounds away or keeps by whether a giant is in it when they come:
+				 * each row is zero but for the giants and one or two small products */
 				const int64_t g0 = (int64_t)uniform(0.0f, (float)n), g1 = (g0 + 1 + (int64_t)uniform(0.0f, (float)n - 1)) % n;
-				int64_t t = (int64_t)uniform(0.0f, (float)n);
-				while (t == g0 || t == g1)
-					t = (t + 1) % n;
 				x[g0] = x[g1] = 0x7bff; /* 65504 */
-				x[t] = 0x0001;          /* 2^-24 */
 				for (int r = 0; r < 4; r++) {
+					for (int64_t i = 0; i < n; i++)
+						w[r * stride + i] = 0;
 					w[r * stride + g0] = 0x7bff;
 					w[r * stride + g1] = 0xfbff;
-					w[r * stride + t] = 0x0001;
+					for (int m = 0; m < 2; m++) {
+						const int64_t t = (int64_t)uniform(0.0f, (float)n);
+						if (t != g0 && t != g1)
+							w[r * stride + t] = hyd_fp32_to_fp16(uniform(-0.01f, 0.01f));
+					}
 				}
 			}
 			float out[4];
