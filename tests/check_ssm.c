@@ -743,6 +743,19 @@ START_TEST(test_bind_errors)
 	find(&f, "ssm_dt.weight")->type = HYD_TYPE_Q8_0; /* rows of 5 are not whole Q8_0 blocks */
 	bind_expect(&f, "mamba1", -ENOTSUP, "blk.3.ssm_dt.weight");
 	find(&f, "ssm_dt.weight")->type = HYD_TYPE_F32;
+	/* A = -exp(A_log) is never positive (the vectorised update computes exp only of dt A <= 0):
+	 * a positive or NaN element is a damaged file, named with its place */
+	float *a = (float *)F(&f, "ssm_a");
+	const float a_kept = a[12 * 7 + 5];
+	a[12 * 7 + 5] = 0.25f;
+	bind_expect(&f, "mamba1", -EINVAL, "blk.3.ssm_a: element 89 (channel 7, state 5) is 0.25");
+	a[12 * 7 + 5] = NAN;
+	bind_expect(&f, "mamba1", -EINVAL, "blk.3.ssm_a: element 89 (channel 7, state 5) is nan");
+	a[12 * 7 + 5] = -0.0f; /* exp(A_log) underflowing to zero is a valid A */
+	void *ok = NULL;
+	ck_assert_int_eq(factory("mamba1")->bind(&f.desc, &support, &ok), 0);
+	factory("mamba1")->unbind(ok);
+	a[12 * 7 + 5] = a_kept;
 	strcpy(f.name[f.n - 1], "gone");
 	f.suffix[f.n - 1] = "gone"; /* ssm_out.weight is the last tensor added */
 	bind_expect(&f, "mamba1", -EINVAL, "blk.3.ssm_out.weight");

@@ -84,6 +84,18 @@ static int m1_bind(const struct hyd_layer_desc *desc, const struct hyd_plugin_su
 		hyd_free(L);
 		return r;
 	}
+	/* A = -exp(A_log) is never positive; the vectorised update relies on it (dt A <= 0, see
+	 * EXP2_PS in ssm_kern.c), and a positive or NaN A would make the state grow without bound */
+	for (uint64_t i = 0; i < (uint64_t)di * ds; i++)
+		if (!(L->a[i] <= 0.0f)) {
+			hyd__ssm_log(sup, HYD_LOG_ERROR,
+				     "blk.%u.ssm_a: element %llu (channel %llu, state %llu) is %g, but Mamba's A = -exp(A_log) "
+				     "is never positive: the file is damaged or not a Mamba model",
+				     hp->layer, (unsigned long long)i, (unsigned long long)(i / ds),
+				     (unsigned long long)(i % ds), (double)L->a[i]);
+			hyd_free(L);
+			return -EINVAL;
+		}
 	L->tail_floats = (uint64_t)di * (L->d_conv - 1);
 	L->copy_floats = (L->tail_floats + (uint64_t)di * ds + 15) & ~(uint64_t)15;
 	*ret_layer = L;

@@ -69,6 +69,8 @@ struct hyd__ssm_kern {
 	const char *name;
 	/* Mamba-1, n_ch channels of ds state values each (h_out, h_in and a advance by ds per
 	 * channel): h_out = exp(dt[ch] a) * h_in + dt[ch] x[ch] bv, y[ch] = sum h_out * c.
+	 * dt >= 0 and a <= 0 (a softplus and Mamba's A = -exp(A_log)): the vectorised kernels
+	 * compute exp only for arguments <= 0.
 	 * h_out == h_in is allowed: reading one copy of the state and writing the other in the
 	 * same pass spares a copy of the whole state per token.  stream: see stream_fence. */
 	void (*update_dot)(float *h_out, const float *h_in, const float *a, const float *dt, const float *x,
