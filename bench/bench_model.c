@@ -8,8 +8,8 @@
  * bandwidth for each thread count (--bw, GB/s, from bench/bandwidth) it also prints the bound
  * bandwidth / weight bytes per token and the percentage of it reached.  --bw measure times
  * bench/bandwidth's read pass right before and after each timed decode run instead, with as
- * many threads, and takes the bound from those passes (see struct bw_probe); its buffer is in
- * 2 MiB pages, as hydd maps weights.  The table also shows how much of the weights the kernel
+ * many threads, each repeated for as long as the decode run lasts, and takes the bound from
+ * those reads (see struct bw_probe); its buffer is in 2 MiB pages, as hydd maps weights.  The table also shows how much of the weights the kernel
  * really mapped with 2 MiB pages: a model file the page cache holds in small pages (one
  * written moments ago) decodes a few per cent slower (bench/pages.h).
  *
@@ -40,7 +40,8 @@
 struct result {
 	double med, lo, hi;
 	double cpu; /* median process CPU time / wall time: below 100 % per thread, other load took the cores */
-	double gbps; /* --bw measure: median of the read passes around the timed runs */
+	double gbps;      /* --bw measure: median of the reads around the timed runs, each as long as a run */
+	double gbps_pass; /* the same for the first 1 GiB pass of each read alone */
 };
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
@@ -88,11 +89,15 @@ out:
 	return r;
 }
 
-/* With --bw measure, each timed decode run gets a read pass of the same number of threads
- * right before and one right after it, and the bound uses the median of all those passes:
- * this VM's bandwidth moves from minute to minute, so a bound from another minute would move
- * the percentage with it, and a single pass sometimes catches a dip of a second or so that
- * the decode runs around it do not see. */
+/* With --bw measure, each timed decode run gets a read of the same number of threads right
+ * before and one right after it, and the bound uses the median of all those reads: this
+ * VM's bandwidth moves from minute to minute, so a bound from another minute would move the
+ * percentage with it.  Each read repeats the 1 GiB pass for as long as the decode run
+ * lasted (the warm-up run, for the first): on two threads this VM's bandwidth also jumps
+ * within a second, between ~31-34 GB/s and bursts of 60-99 GB/s lasting from one 256 MiB
+ * pass (a few ms) to ~0.2 s (docs/PERFORMANCE.md), so one 1 GiB pass (17-35 ms) samples an
+ * instant the decode run does not live in, and the bound came out of a burst or not by
+ * chance.  The first pass of each read is kept apart (gbps_pass) to show the difference. */
 struct bw_probe {
 	const uint64_t *buf; /* NULL: bandwidth given on the command line */
 	size_t words;
@@ -100,27 +105,37 @@ struct bw_probe {
 	uint64_t wbytes; /* weight bytes read per token */
 };
 
-static double read_gbps(const struct bw_probe *bw)
+/* GB/s of read passes repeated for at least `seconds` (at least one pass); the first pass's
+ * GB/s in ret_first */
+static double read_gbps(const struct bw_probe *bw, double seconds, double *ret_first)
 {
-	uint64_t sum;
-	double reader_cpu;
-	const double dt = hyd__bench_read_pass(bw->buf, bw->words, bw->n_threads, &sum, &reader_cpu);
-	return (double)(bw->words * sizeof(uint64_t)) / dt / 1e9;
+	const double bytes = (double)(bw->words * sizeof(uint64_t));
+	double total = 0, n = 0;
+	do {
+		uint64_t sum;
+		double reader_cpu;
+		const double dt = hyd__bench_read_pass(bw->buf, bw->words, bw->n_threads, &sum, &reader_cpu);
+		if (n == 0)
+			*ret_first = bytes / dt / 1e9;
+		total += dt;
+		n++;
+	} while (total < seconds);
+	return n * bytes / total / 1e9;
 }
 
 static int measure(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_t chunk, float *logits,
 		   int repeats, const struct bw_probe *bw, struct result *ret)
 {
-	double v[MAX_REPEATS], c[MAX_REPEATS], g[2 * MAX_REPEATS], tps, cpu;
+	double v[MAX_REPEATS], c[MAX_REPEATS], g[2 * MAX_REPEATS], f[2 * MAX_REPEATS], tps, cpu;
 	int r = run_once(m, toks, n, chunk, logits, &tps, &cpu); /* warm-up: page in the weights, grow buffers */
 	for (int i = 0; i < repeats && !r; i++) {
 		if (bw && bw->buf)
-			g[2 * i] = read_gbps(bw);
+			g[2 * i] = read_gbps(bw, (double)n / tps, &f[2 * i]);
 		if (!(r = run_once(m, toks, n, chunk, logits, &tps, &cpu))) {
 			v[i] = tps;
 			c[i] = cpu;
 			if (bw && bw->buf)
-				g[2 * i + 1] = read_gbps(bw);
+				g[2 * i + 1] = read_gbps(bw, (double)n / tps, &f[2 * i + 1]);
 		}
 	}
 	if (r)
@@ -129,8 +144,10 @@ static int measure(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_
 	ret->med = hyd__bench_median(v, repeats);
 	ret->lo = v[0];
 	ret->hi = v[repeats - 1];
-	if (bw && bw->buf)
+	if (bw && bw->buf) {
 		ret->gbps = hyd__bench_median(g, 2 * repeats);
+		ret->gbps_pass = hyd__bench_median(f, 2 * repeats);
+	}
 	return 0;
 }
 
@@ -197,12 +214,12 @@ static int bench_file(const char *path, const double *threads, int n_threads, co
 				printf("%.0f %% |", 100 * huge);
 			if (bw_buf) {
 				const double bound = rt.gbps * 1e9 / (double)wbytes;
-				printf(" %.1f | %.1f | %.0f %% |", rt.gbps, bound, 100.0 * rt.med / bound);
+				printf(" %.1f | %.1f | %.0f %% | %.1f |", rt.gbps, bound, 100.0 * rt.med / bound, rt.gbps_pass);
 			} else if (k < n_bw) {
 				const double bound = bw[k] * 1e9 / (double)wbytes;
-				printf(" %.1f | %.1f | %.0f %% |", bw[k], bound, 100.0 * rt.med / bound);
+				printf(" %.1f | %.1f | %.0f %% | - |", bw[k], bound, 100.0 * rt.med / bound);
 			} else {
-				printf(" - | - | - |");
+				printf(" - | - | - | - |");
 			}
 			printf("\n");
 			fflush(stdout);
@@ -267,13 +284,14 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < bw_words; i++) /* give the sum something to add */
 			bw_buf[i] = i;
 		const double huge = hyd__bench_huge_share(bw_buf, bw_words * sizeof(uint64_t));
-		printf("read GB/s: median of read passes of %d MiB (as bench/bandwidth; %.0f %% in 2 MiB pages), one right "
-		       "before and one right after each timed decode run, same thread count\n",
+		printf("read GB/s: median of reads right before and right after each timed decode run, same thread "
+		       "count, each repeating a %d MiB pass (as bench/bandwidth; %.0f %% in 2 MiB pages) for as long as the "
+		       "run lasted; one pass: the same for the first pass of each read alone\n",
 		       BW_PASS_MIB, huge < 0 ? 0.0 : 100 * huge);
 	}
-	printf("| model | arch | threads | pp%ld t/s | pp CPU | tg%ld t/s | tg CPU | weight MB read/token | weights in 2 MiB pages | read GB/s | decode bound t/s | tg %% of bound |\n",
+	printf("| model | arch | threads | pp%ld t/s | pp CPU | tg%ld t/s | tg CPU | weight MB read/token | weights in 2 MiB pages | read GB/s | decode bound t/s | tg %% of bound | read GB/s, one pass |\n",
 	       pp, tg);
-	printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+	printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 	int failed = 0;
 	char *list = hyd_strdup(models);
 	if (!list) {
