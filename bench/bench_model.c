@@ -9,9 +9,10 @@
  * bandwidth / weight bytes per token and the percentage of it reached.  --bw measure times
  * bench/bandwidth's read pass right before and after each timed decode run instead, with as
  * many threads, each repeated for as long as the decode run lasts, and takes the bound from
- * those reads (see struct bw_probe); its buffer is in 2 MiB pages, as hydd maps weights.  The table also shows how much of the weights the kernel
- * really mapped with 2 MiB pages: a model file the page cache holds in small pages (one
- * written moments ago) decodes a few per cent slower (bench/pages.h).
+ * those reads (see struct bw_probe); its buffer is in 2 MiB pages, as hydd maps weights.
+ * The table also shows how much of the weights the kernel really mapped with 2 MiB pages: a
+ * model file the page cache holds in small pages (one written moments ago) decodes a few per
+ * cent slower (bench/pages.h).
  *
  * Every run checks that the last logits are finite (fails with EDOM otherwise).
  * Plugins come from $HYD_PLUGIN_PATH (in a build tree: plugins/.libs). */
