@@ -3,12 +3,22 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "daemon/local_seq.h"
 #include "engine/alloc.h"
 
+/* Every layer's constant-size state (SSM states, both copies, and convolution tails) lies in
+ * one region, each layer's part 64-byte aligned.  A region of at least 2 MiB is 2 MiB-aligned
+ * and asked for transparent huge pages: a Mamba-2 model streams all of it every token
+ * (granite-4.0-h-350m: 2 x 22 MB), and in 4 KiB pages that is a TLB miss every 4 KiB and
+ * prefetch streams cut at every page (one-thread decode of granite-h-350m Q4_K_M, alternating
+ * runs: +1.8 %, docs/PERFORMANCE.md). */
+#define FIXED_ALIGN 64
+#define HUGE_BYTES ((size_t)2 << 20)
+
 struct local_layer {
-	void *fixed;
+	void *fixed; /* inside hyd_local_seq.fixed_region */
 	void **pages;
 	uint32_t n_pages;
 	uint32_t cap_pages;
@@ -17,6 +27,7 @@ struct local_layer {
 struct hyd_local_seq {
 	const struct hyd_model *m;
 	uint32_t n_layer;
+	void *fixed_region;
 	struct local_layer *ll;
 	struct hyd_layer_state *ls;
 	struct hyd_seq_view view;
@@ -27,14 +38,49 @@ void hyd_local_seq_free(struct hyd_local_seq *s)
 	if (!s)
 		return;
 	for (uint32_t i = 0; s->ll && i < s->n_layer; i++) {
-		hyd_free(s->ll[i].fixed);
 		for (uint32_t p = 0; p < s->ll[i].n_pages; p++)
 			hyd_free(s->ll[i].pages[p]);
 		hyd_free(s->ll[i].pages);
 	}
+	hyd_free(s->fixed_region);
 	hyd_free(s->ll);
 	hyd_free(s->ls);
 	hyd_free(s);
+}
+
+static size_t fixed_span(size_t bytes)
+{
+	return (bytes + FIXED_ALIGN - 1) & ~(size_t)(FIXED_ALIGN - 1);
+}
+
+/* The region for all layers' fixed state, carved up; -ENOMEM */
+static int alloc_fixed(struct hyd_local_seq *s)
+{
+	size_t total = 0;
+	for (uint32_t i = 0; i < s->n_layer; i++)
+		total += fixed_span(hyd_model_layer_layout(s->m, i)->fixed_bytes);
+	if (!total)
+		return 0;
+	if (total >= HUGE_BYTES) {
+		total = (total + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
+		s->fixed_region = hyd_aligned_alloc(HUGE_BYTES, total);
+		/* before the first touch; where THP is off or refused the pages stay small */
+		if (s->fixed_region)
+			(void)madvise(s->fixed_region, total, MADV_HUGEPAGE);
+	} else {
+		s->fixed_region = hyd_aligned_alloc(FIXED_ALIGN, total);
+	}
+	if (!s->fixed_region)
+		return -ENOMEM;
+	char *at = s->fixed_region;
+	for (uint32_t i = 0; i < s->n_layer; i++) {
+		const uint64_t bytes = hyd_model_layer_layout(s->m, i)->fixed_bytes;
+		if (bytes) {
+			s->ll[i].fixed = at;
+			at += fixed_span(bytes);
+		}
+	}
+	return 0;
 }
 
 int hyd_local_seq_new(const struct hyd_model *m, struct hyd_local_seq **ret_seq)
@@ -47,15 +93,9 @@ int hyd_local_seq_new(const struct hyd_model *m, struct hyd_local_seq **ret_seq)
 	s->ll = hyd_calloc(s->n_layer, sizeof(*s->ll));
 	s->ls = hyd_calloc(s->n_layer, sizeof(*s->ls));
 	void **fixed = hyd_calloc(s->n_layer, sizeof(void *));
-	if (!s->ll || !s->ls || !fixed)
+	if (!s->ll || !s->ls || !fixed || alloc_fixed(s))
 		goto nomem;
 	for (uint32_t i = 0; i < s->n_layer; i++) {
-		const struct hyd_state_layout *lay = hyd_model_layer_layout(m, i);
-		if (lay->fixed_bytes) {
-			s->ll[i].fixed = hyd_aligned_alloc(64, lay->fixed_bytes);
-			if (!s->ll[i].fixed)
-				goto nomem;
-		}
 		fixed[i] = s->ll[i].fixed;
 		s->ls[i].fixed = s->ll[i].fixed;
 	}

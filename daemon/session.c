@@ -467,6 +467,12 @@ static int attach_fd(struct hyd__sess_store *st, int fd, const char *id, uint32_
 		session_free(s);
 		return rc;
 	}
+	/* Mamba-2 states are streamed whole every token: huge pages spare a TLB miss per 4 KiB
+	 * (daemon/local_seq.c).  Shared memory gets them only where the administrator allows it
+	 * (/sys/kernel/mm/transparent_hugepage/shmem_enabled: advise or within_size); elsewhere
+	 * this changes nothing, so its result is not checked. */
+	if (s->size >= ((size_t)2 << 20))
+		(void)madvise(base, s->size, MADV_HUGEPAGE);
 	s->base = base;
 	s->fd = fd;
 	s->hdr = (struct hyd_sess_hdr *)s->base;
