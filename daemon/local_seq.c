@@ -11,9 +11,9 @@
 /* Every layer's constant-size state (SSM states, both copies, and convolution tails) lies in
  * one region, each layer's part 64-byte aligned.  A region of at least 2 MiB is 2 MiB-aligned
  * and asked for transparent huge pages: a Mamba-2 model streams all of it every token
- * (granite-4.0-h-350m: 2 x 22 MB), and in 4 KiB pages that is a TLB miss every 4 KiB and
- * prefetch streams cut at every page (one-thread decode of granite-h-350m Q4_K_M, alternating
- * runs: +1.8 %, docs/PERFORMANCE.md). */
+ * (granite-4.0-h-350m: 2 x 22 MB), and in 4 KiB pages that is a TLB miss every 4 KiB
+ * (one-thread decode of granite-h-350m Q4_K_M, alternating runs: +1.8 %,
+ * docs/PERFORMANCE.md). */
 #define FIXED_ALIGN 64
 #define HUGE_BYTES ((size_t)2 << 20)
 
