@@ -339,6 +339,78 @@ AVX512 static void f16_dot4_f16_avx512(int64_t n, const void *w, int64_t w_strid
 	_mm_storeu_ps(ret_out, _mm256_cvtpd_ps(_mm512_castpd512_pd256(r)));
 }
 
+/* Many rows shorter than 64 elements against one activation row (the matmul's decode path):
+ * f16_dot4_f16_avx512's results, with the activation's side of its exactness check and the
+ * activation's conversion to double done once for all the rows instead of once per four, and
+ * each group's weight magnitudes taken from the loads the sums use.  The check is the same
+ * comparison on the same floats, so each group takes the same path, and each row gets the
+ * same bits (the exact sum, or the chain).  On Zen 4, mamba-130m's dt projection (1,536 rows
+ * of 48, from L2, a /tmp harness): 5.1 ns per row against 6.7. */
+AVX512 static void f16_rows_f16_avx512(int64_t n, const void *w, int64_t w_stride, const void *x, int64_t n_out,
+				       float *ret_out)
+{
+	const uint16_t *b = x;
+	int64_t o = 0;
+	if (n > 0 && n < 64 && n % 8 == 0 && n_out >= 4) {
+		__m128i xm = _mm_setzero_si128(), xe = _mm_set1_epi16(31);
+		const __m128i mask = _mm_set1_epi16(0x7fff);
+		__m512d xd[8];
+		for (int64_t k = 0; k < n; k += 8) {
+			const __m128i h = _mm_loadu_si128((const __m128i *)(b + k));
+			const __m128i xa = _mm_and_si128(h, mask);
+			/* zeros count as exponent field 31 (they add nothing, exactly) */
+			const __m128i nz = _mm_or_si128(xa, _mm_and_si128(_mm_cmpeq_epi16(xa, _mm_setzero_si128()),
+									  _mm_set1_epi16(0x7c00)));
+			xm = _mm_max_epu16(xm, xa);
+			xe = _mm_min_epu16(xe, _mm_srli_epi16(nz, 10));
+			xd[k / 8] = _mm512_cvtps_pd(_mm256_cvtph_ps(h));
+		}
+		int ex = _mm_cvtsi128_si32(_mm_minpos_epu16(xe)) & 0xffff;
+		ex = ex > 1 ? ex : 1;
+		const int32_t limit_bits = (ex - 25 - 24 + 52 + 127) << 23; /* as f16_dot4_f16_avx512 */
+		float limit;
+		memcpy(&limit, &limit_bits, sizeof(limit));
+		const float xmax = _cvtsh_ss(hmax_epu16(xm));
+		for (; o + 4 <= n_out; o += 4) {
+			const uint16_t *a0 = (const void *)((const char *)w + o * w_stride);
+			const uint16_t *a1 = (const void *)((const char *)a0 + w_stride);
+			const uint16_t *a2 = (const void *)((const char *)a0 + 2 * w_stride);
+			const uint16_t *a3 = (const void *)((const char *)a0 + 3 * w_stride);
+			__m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+			__m128i wm = _mm_setzero_si128();
+			for (int64_t k = 0; k < n; k += 8) {
+#define ROW_STEP(a, s)                                                                                 \
+	do {                                                                                           \
+		const __m128i h_ = _mm_loadu_si128((const __m128i *)((a) + k));                        \
+		wm = _mm_max_epu16(wm, _mm_and_si128(h_, mask));                                       \
+		s = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_cvtph_ps(h_)), xd[k / 8], s);               \
+	} while (0)
+				ROW_STEP(a0, s0);
+				ROW_STEP(a1, s1);
+				ROW_STEP(a2, s2);
+				ROW_STEP(a3, s3);
+#undef ROW_STEP
+			}
+			/* an infinite or NaN half makes the bound infinite or NaN: the chain */
+			if (!((float)n * _cvtsh_ss(hmax_epu16(wm)) * xmax < limit)) {
+				f16_dot4_f16_avx2(n, a0, w_stride, x, ret_out + o);
+				continue;
+			}
+			/* f16_dot4_f16_avx512's tree */
+			const __m512d t01 = _mm512_add_pd(_mm512_unpacklo_pd(s0, s1), _mm512_unpackhi_pd(s0, s1));
+			const __m512d t23 = _mm512_add_pd(_mm512_unpacklo_pd(s2, s3), _mm512_unpackhi_pd(s2, s3));
+			const __m512d u = _mm512_add_pd(_mm512_shuffle_f64x2(t01, t23, 0x88),
+							_mm512_shuffle_f64x2(t01, t23, 0xdd));
+			const __m512d r = _mm512_add_pd(_mm512_shuffle_f64x2(u, u, 0x88), _mm512_shuffle_f64x2(u, u, 0xdd));
+			_mm_storeu_ps(ret_out + o, _mm256_cvtpd_ps(_mm512_castpd512_pd256(r)));
+		}
+	}
+	for (; o + 4 <= n_out; o += 4)
+		f16_dot4_f16_avx512(n, (const char *)w + o * w_stride, w_stride, x, ret_out + o);
+	for (; o < n_out; o++)
+		ret_out[o] = f16_dot_f16_avx2(n, (const char *)w + o * w_stride, x);
+}
+
 AVX2 static float f16_dot_f16_gemm_avx2(int64_t n, const void *w, const void *x)
 {
 	const uint16_t *a = w, *b = x;
@@ -473,8 +545,10 @@ void hyd__float_register(struct hyd_type_traits *tab, enum hyd_simd level)
 		f16_gemm_2x2 = f16_gemm_2x2_avx2;
 		bf16->vec_dot = bf16_dot_avx2;
 	}
-	if (level >= HYD_SIMD_AVX512)
+	if (level >= HYD_SIMD_AVX512) {
 		f16->vec_dot4 = f16_dot4_f16_avx512;
+		f16->vec_dot_rows = f16_rows_f16_avx512;
+	}
 #else
 	(void)level;
 #endif

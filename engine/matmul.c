@@ -48,6 +48,7 @@ struct mm_job {
 	hyd_gemm2x2_fn dot2x2; /* 2 outputs x 2 rows at once in dot's order, or NULL */
 	hyd_vec_dot4_fn dot4;  /* 4 outputs x 1 row, same bits as dot and dot1, or NULL */
 	hyd_vec_dot4x2_fn dot4x2; /* 4 outputs x 2 rows, same bits as dot4, or NULL */
+	hyd_vec_dot_rows_fn dot_rows; /* a task's outputs x 1 row, same bits as dot, or NULL */
 	int64_t w_stride;     /* bytes per weight row */
 	const char *x;        /* converted activation rows */
 	int64_t x_stride;     /* bytes per converted row */
@@ -92,6 +93,11 @@ static void mm_task(void *arg, uint32_t task, uint32_t thread)
 	if (job->n_rows == 1 && job->dot4 && job->tr->quantized &&
 	    (o_end - o_begin) / 4 * job->w_stride >= STREAM_MIN_BYTES) {
 		mm_task_streams(job, part, o_begin, o_end);
+		return;
+	}
+	if (job->n_rows == 1 && job->dot_rows) {
+		job->dot_rows(job->n_in, part->w + o_begin * job->w_stride, job->w_stride, job->x, o_end - o_begin,
+			      part->y + o_begin);
 		return;
 	}
 	for (int64_t r0 = 0; r0 < job->n_rows; r0 += ROW_TILE) {
@@ -275,6 +281,7 @@ int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct 
 	/* the four-row kernel gives vec_dot's bits, so it serves shared and alone rows alike */
 	j.dot4 = tr->vec_dot4;
 	j.dot4x2 = tr->vec_dot4x2;
+	j.dot_rows = n_rows == 1 ? tr->vec_dot_rows : NULL;
 	/* rows alone in their step all use vec_dot: when every row is, no row needs the other order */
 	bool all_alone = alone != NULL;
 	for (int64_t r = 0; all_alone && r < n_rows; r++)
@@ -288,6 +295,7 @@ int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct 
 		j.dot2x2 = hyd__f16_gemm_2x2();
 		j.dot4 = NULL;
 		j.dot4x2 = NULL;
+		j.dot_rows = NULL;
 	}
 	if (tr->vec_dot_type == HYD_TYPE_F32) {
 		j.x = (const char *)X;

@@ -55,6 +55,10 @@ typedef float (*hyd_vec_dot_fn)(int64_t n, const void *w, const void *x);
  * K-quant blocks).  The rows may be consecutive (w_stride is one row) or far apart (decode
  * reads four streams, engine/matmul.c); kernels prefetch accordingly. */
 typedef void (*hyd_vec_dot4_fn)(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
+/* n_out weight rows, w_stride bytes apart, against one activation row: ret_out[k] is row k's
+ * vec_dot result, bit for bit. */
+typedef void (*hyd_vec_dot_rows_fn)(int64_t n, const void *w, int64_t w_stride, const void *x, int64_t n_out,
+				    float *ret_out);
 /* The same four weight rows against two activation rows x0, x1 (prefill): ret_out[k] is
  * vec_dot4's result for x0 and ret_out[4 + k] for x1, bit for bit.  Each weight block is
  * unpacked once for both rows. */
@@ -78,6 +82,7 @@ struct hyd_type_traits {
 	hyd_vec_dot_fn vec_dot_ref;        /* plain scalar reference */
 	hyd_vec_dot4_fn vec_dot4;          /* four rows at once, same bits as vec_dot; or NULL */
 	hyd_vec_dot4x2_fn vec_dot4x2;      /* four rows x two activation rows, same bits; or NULL */
+	hyd_vec_dot_rows_fn vec_dot_rows;  /* many rows at once, same bits as vec_dot; or NULL */
 };
 
 /* Traits of type t, or NULL if t is not a type GGUF defines. */

@@ -354,6 +354,27 @@ static uint16_t short_row_half(int mode)
 	return hyd_fp32_to_fp16(uniform(-4.0f, 4.0f));
 }
 
+/* Cancelling giants: x gets 65504 at two random places g0, g1 and each of `rows` rows of w
+ * (stride apart) the products +-65504^2 there, and one or two small products that a double
+ * sum rounds away or keeps by whether a giant is in it when they come; the rest is zero.  Any
+ * order of the additions but the sequential one rounds some rows differently. */
+static void cancelling_giants(uint16_t *w, int64_t stride, int rows, uint16_t *x, int64_t n)
+{
+	const int64_t g0 = (int64_t)uniform(0.0f, (float)n), g1 = (g0 + 1 + (int64_t)uniform(0.0f, (float)n - 1)) % n;
+	x[g0] = x[g1] = 0x7bff; /* 65504 */
+	for (int r = 0; r < rows; r++) {
+		for (int64_t i = 0; i < n; i++)
+			w[r * stride + i] = 0;
+		w[r * stride + g0] = 0x7bff;
+		w[r * stride + g1] = 0xfbff;
+		for (int m = 0; m < 2; m++) {
+			const int64_t t = (int64_t)uniform(0.0f, (float)n);
+			if (t != g0 && t != g1)
+				w[r * stride + t] = hyd_fp32_to_fp16(uniform(-0.01f, 0.01f));
+		}
+	}
+}
+
 /* Rows under 64 elements (Mamba's dt projection) are one sequential double sum in ggml's
  * order, which the four-row kernel runs as four chains side by side.  Each row must have the
  * scalar reference's bits for moderate values, any finite halves, mixtures with subnormals,
@@ -374,30 +395,48 @@ START_TEST(test_f16_dot4_short_rows_exact)
 				w[i] = short_row_half(mode % 4);
 			for (int64_t i = 0; i < n; i++)
 				x[i] = short_row_half(mode % 4);
-			if (mode == 4) {
-				/* cancelling giants: products +-65504^2, and small ones that a double
-				 * sum rounds away or keeps by whether a giant is in it when they come:
-				 * each row is zero but for the giants and one or two small products */
-				const int64_t g0 = (int64_t)uniform(0.0f, (float)n), g1 = (g0 + 1 + (int64_t)uniform(0.0f, (float)n - 1)) % n;
-				x[g0] = x[g1] = 0x7bff; /* 65504 */
-				for (int r = 0; r < 4; r++) {
-					for (int64_t i = 0; i < n; i++)
-						w[r * stride + i] = 0;
-					w[r * stride + g0] = 0x7bff;
-					w[r * stride + g1] = 0xfbff;
-					for (int m = 0; m < 2; m++) {
-						const int64_t t = (int64_t)uniform(0.0f, (float)n);
-						if (t != g0 && t != g1)
-							w[r * stride + t] = hyd_fp32_to_fp16(uniform(-0.01f, 0.01f));
-					}
-				}
-			}
+			if (mode == 4)
+				cancelling_giants(w, stride, 4, x, n);
 			float out[4];
 			f16->vec_dot4(n, w, stride * 2, x, out);
 			for (int r = 0; r < 4; r++) {
 				const float want = hyd__f16_dot_f16_ref(n, w + r * stride, x);
 				ck_assert_msg(same_bits(out[r], want) || (isnan(out[r]) && isnan(want)),
 					      "n=%ld trial %d row %d: %a, the reference %a", (long)n, trial, r, out[r], want);
+			}
+		}
+}
+END_TEST
+
+/* The many-row kernel (decode's matmul tasks) gives each row the single-row kernel's bits, for
+ * any number of rows (groups of four and the rest), short rows whose groups pass or fail the
+ * exactness bound (the modes of the short-row test: subnormals, giants, infinities, NaNs) and
+ * rows of 64 elements and more. */
+START_TEST(test_f16_rows_same_bits)
+{
+	const struct hyd_type_traits *f16 = hyd_type_traits(HYD_TYPE_F16);
+	if (!f16->vec_dot_rows)
+		return; /* no many-row kernel at this level */
+	static const int64_t lens[] = { 8, 16, 40, 48, 56, 64, 72, 130 };
+	enum { MAX_OUT = 13, STRIDE = 136 };
+	static uint16_t w[MAX_OUT * STRIDE], x[STRIDE];
+	float out[MAX_OUT];
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+		for (int trial = 0; trial < 600; trial++) {
+			const int64_t n = lens[k], n_out = 1 + trial % MAX_OUT;
+			const int mode = (trial / MAX_OUT) % 5;
+			for (int64_t i = 0; i < n_out * STRIDE; i++)
+				w[i] = short_row_half(mode % 4);
+			for (int64_t i = 0; i < n; i++)
+				x[i] = short_row_half(mode == 3 && trial % 2 ? 0 : mode % 4);
+			if (mode == 4)
+				cancelling_giants(w, STRIDE, (int)n_out, x, n);
+			f16->vec_dot_rows(n, w, STRIDE * 2, x, n_out, out);
+			for (int64_t r = 0; r < n_out; r++) {
+				const float want = f16->vec_dot(n, w + r * STRIDE, x);
+				ck_assert_msg(same_bits(out[r], want) || (isnan(out[r]) && isnan(want)),
+					      "n=%ld n_out=%ld trial %d row %ld: %a, the one-row kernel %a", (long)n,
+					      (long)n_out, trial, (long)r, out[r], want);
 			}
 		}
 }
@@ -536,6 +575,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_matmul_multi_same_bits);
 	tcase_add_test(tc, test_f16_dot4_same_bits);
 	tcase_add_test(tc, test_f16_dot4_short_rows_exact);
+	tcase_add_test(tc, test_f16_rows_same_bits);
 	tcase_add_test(tc, test_matmul_all_alone);
 	tcase_add_test(tc, test_gelu_table);
 	tcase_add_test(tc, test_silu_vector_path);
