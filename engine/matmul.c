@@ -49,6 +49,7 @@ struct mm_job {
 	hyd_vec_dot4_fn dot4;  /* 4 outputs x 1 row, same bits as dot and dot1, or NULL */
 	hyd_vec_dot4x2_fn dot4x2; /* 4 outputs x 2 rows, same bits as dot4, or NULL */
 	hyd_vec_dot_rows_fn dot_rows; /* a task's outputs x 1 row, same bits as dot, or NULL */
+	hyd_vec_dot4_run_fn dot4_run; /* runs of dot4's groups (decode's streams), or NULL */
 	int64_t w_stride;     /* bytes per weight row */
 	const char *x;        /* converted activation rows */
 	int64_t x_stride;     /* bytes per converted row */
@@ -72,12 +73,16 @@ static void mm_task_streams(const struct mm_job *job, const struct mm_part *part
 {
 	const int64_t quarter = (o_end - o_begin) / 4;
 	const int64_t stride = quarter * job->w_stride;
-	for (int64_t o = o_begin; o < o_begin + quarter; o++) {
-		float out[4];
-		job->dot4(job->n_in, part->w + o * job->w_stride, stride, job->x, out);
-		for (int k = 0; k < 4; k++)
-			part->y[o + k * quarter] = out[k];
-	}
+	if (job->dot4_run)
+		job->dot4_run(job->n_in, part->w + o_begin * job->w_stride, job->w_stride, quarter, quarter, job->x,
+			      part->y + o_begin);
+	else
+		for (int64_t o = o_begin; o < o_begin + quarter; o++) {
+			float out[4];
+			job->dot4(job->n_in, part->w + o * job->w_stride, stride, job->x, out);
+			for (int k = 0; k < 4; k++)
+				part->y[o + k * quarter] = out[k];
+		}
 	for (int64_t o = o_begin + 4 * quarter; o < o_end; o++) {
 		const hyd_vec_dot_fn dot = job->alone && job->alone[0] ? job->dot1 : job->dot;
 		part->y[o] = dot(job->n_in, part->w + o * job->w_stride, job->x);
@@ -282,6 +287,7 @@ int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct 
 	j.dot4 = tr->vec_dot4;
 	j.dot4x2 = tr->vec_dot4x2;
 	j.dot_rows = n_rows == 1 ? tr->vec_dot_rows : NULL;
+	j.dot4_run = n_rows == 1 ? tr->vec_dot4_run : NULL;
 	/* rows alone in their step all use vec_dot: when every row is, no row needs the other order */
 	bool all_alone = alone != NULL;
 	for (int64_t r = 0; all_alone && r < n_rows; r++)
@@ -296,6 +302,7 @@ int hyd_matmul_multi(const struct hyd_parallel *par, uint32_t n_w, const struct 
 		j.dot4 = NULL;
 		j.dot4x2 = NULL;
 		j.dot_rows = NULL;
+		j.dot4_run = NULL;
 	}
 	if (tr->vec_dot_type == HYD_TYPE_F32) {
 		j.x = (const char *)X;

@@ -19,6 +19,8 @@ struct quant_impl {
 	hyd_vec_dot4_fn vec_dot4[4];
 	/* two-activation-row versions of vec_dot4 at the same level (prefill); NULL = none */
 	hyd_vec_dot4x2_fn vec_dot4x2[4];
+	/* runs of vec_dot4's groups at the same level (decode); NULL = none */
+	hyd_vec_dot4_run_fn vec_dot4_run[4];
 };
 
 #if defined(__x86_64__)
@@ -33,34 +35,40 @@ static const struct quant_impl impls[] = {
 	  { hyd__q8_0_dot_ref, X86(hyd__q8_0_dot_avx2), X86(hyd__q8_0_dot_avx512),
 	    X86(hyd__q8_0_dot_avx512vnni) },
 	  { NULL, X86(hyd__q8_0_dot4_avx2), NULL, X86(hyd__q8_0_dot4_avx512vnni) },
-	  { NULL } },
+	  { NULL },
+	  { NULL, X86(hyd__q8_0_dot4run_avx2), NULL, X86(hyd__q8_0_dot4run_avx512vnni) } },
 	{ HYD_TYPE_Q4_0, hyd__q4_0_to_float, HYD_TYPE_Q8_0,
 	  { hyd__q4_0_from_float_ref },
 	  { hyd__q4_0_dot_ref, X86(hyd__q4_0_dot_avx2), X86(hyd__q4_0_dot_avx512),
 	    X86(hyd__q4_0_dot_avx512vnni) },
 	  { NULL, X86(hyd__q4_0_dot4_avx2), NULL, X86(hyd__q4_0_dot4_avx512vnni) },
-	  { NULL } },
+	  { NULL },
+	  { NULL, X86(hyd__q4_0_dot4run_avx2), NULL, X86(hyd__q4_0_dot4run_avx512vnni) } },
 	{ HYD_TYPE_Q4_K, hyd__q4_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q4_k_from_float_ref },
 	  { hyd__q4_k_dot_ref, X86(hyd__q4_k_dot_avx2), X86(hyd__q4_k_dot_avx512),
 	    X86(hyd__q4_k_dot_avx512vnni) },
 	  { NULL, X86(hyd__q4_k_dot4_avx2), NULL, X86(hyd__q4_k_dot4_avx512vnni) },
 	  /* the VNNI level's four-row kernel has the AVX2 one's bits: the same prefill kernel */
-	  { NULL, X86(hyd__q4_k_dot4x2_avx2), NULL, X86(hyd__q4_k_dot4x2_avx2) } },
+	  { NULL, X86(hyd__q4_k_dot4x2_avx2), NULL, X86(hyd__q4_k_dot4x2_avx2) },
+	  { NULL, X86(hyd__q4_k_dot4run_avx2), NULL, X86(hyd__q4_k_dot4run_avx512vnni) } },
 	{ HYD_TYPE_Q5_K, hyd__q5_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q5_k_from_float_ref },
 	  { hyd__q5_k_dot_ref, X86(hyd__q5_k_dot_avx2), X86(hyd__q5_k_dot_avx512) },
 	  { NULL, X86(hyd__q5_k_dot4_avx2) },
-	  { NULL } },
+	  { NULL },
+	  { NULL, X86(hyd__q5_k_dot4run_avx2) } },
 	{ HYD_TYPE_Q6_K, hyd__q6_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q6_k_from_float_ref },
 	  { hyd__q6_k_dot_ref, X86(hyd__q6_k_dot_avx2), X86(hyd__q6_k_dot_avx512),
 	    X86(hyd__q6_k_dot_avx512vnni) },
 	  { NULL, X86(hyd__q6_k_dot4_avx2), NULL, X86(hyd__q6_k_dot4_avx512vnni) },
-	  { NULL, X86(hyd__q6_k_dot4x2_avx2), NULL, X86(hyd__q6_k_dot4x2_avx2) } },
+	  { NULL, X86(hyd__q6_k_dot4x2_avx2), NULL, X86(hyd__q6_k_dot4x2_avx2) },
+	  { NULL, X86(hyd__q6_k_dot4run_avx2), NULL, X86(hyd__q6_k_dot4run_avx512vnni) } },
 	/* Q8_K only exists as the K-quants' activation type: no dot product of its own */
 	{ HYD_TYPE_Q8_K, hyd__q8_k_to_float, HYD_TYPE_Q8_K,
 	  { hyd__q8_k_from_float_ref, X86(hyd__q8_k_from_float_avx2) },
+	  { NULL },
 	  { NULL },
 	  { NULL },
 	  { NULL } },
@@ -140,6 +148,13 @@ static hyd_vec_dot4x2_fn vec_dot4x2_at(uint32_t t, enum hyd_simd level)
 	return l < 0 || !q->vec_dot4[l] ? NULL : q->vec_dot4x2[l];
 }
 
+static hyd_vec_dot4_run_fn vec_dot4_run_at(uint32_t t, enum hyd_simd level)
+{
+	const struct quant_impl *q = find(t);
+	const int l = dot_level(q, level);
+	return l < 0 || !q->vec_dot4[l] ? NULL : q->vec_dot4_run[l];
+}
+
 static hyd_from_float_fn from_float_at(uint32_t t, enum hyd_simd level)
 {
 	const struct quant_impl *q = find(t);
@@ -161,6 +176,12 @@ hyd_vec_dot4x2_fn hyd__quant_vec_dot4x2_at(uint32_t t, enum hyd_simd level)
 {
 	hyd_types_init();
 	return vec_dot4x2_at(t, level);
+}
+
+hyd_vec_dot4_run_fn hyd__quant_vec_dot4_run_at(uint32_t t, enum hyd_simd level)
+{
+	hyd_types_init();
+	return vec_dot4_run_at(t, level);
 }
 
 hyd_vec_dot_fn hyd__quant_vec_dot_at(uint32_t t, enum hyd_simd level)
@@ -202,6 +223,7 @@ void hyd__quant_register(struct hyd_type_traits *tab, enum hyd_simd level)
 		tr->vec_dot = vec_dot_at(q->type, lv);
 		tr->vec_dot4 = vec_dot4_at(q->type, lv);
 		tr->vec_dot4x2 = vec_dot4x2_at(q->type, lv);
+		tr->vec_dot4_run = vec_dot4_run_at(q->type, lv);
 		tr->vec_dot_ref = q->vec_dot[HYD_SIMD_SCALAR];
 	}
 }

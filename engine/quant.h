@@ -162,6 +162,21 @@ void hyd__q4_0_dot4_avx512vnni(int64_t n, const void *w, int64_t w_stride, const
 void hyd__q4_k_dot4_avx512vnni(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 void hyd__q6_k_dot4_avx512vnni(int64_t n, const void *w, int64_t w_stride, const void *x, float *ret_out);
 
+/* ---- the four-row kernels' runs (hyd_vec_dot4_run_fn), for each of them above */
+#define HYD_DOT4_RUN_DECL(T, SUFFIX)                                                                    \
+	void hyd__##T##_dot4run_##SUFFIX(int64_t n, const void *w, int64_t w_stride, int64_t quarter,  \
+					 int64_t n_groups, const void *x, float *ret_out);
+HYD_DOT4_RUN_DECL(q8_0, avx2)
+HYD_DOT4_RUN_DECL(q4_0, avx2)
+HYD_DOT4_RUN_DECL(q4_k, avx2)
+HYD_DOT4_RUN_DECL(q5_k, avx2)
+HYD_DOT4_RUN_DECL(q6_k, avx2)
+HYD_DOT4_RUN_DECL(q8_0, avx512vnni)
+HYD_DOT4_RUN_DECL(q4_0, avx512vnni)
+HYD_DOT4_RUN_DECL(q4_k, avx512vnni)
+HYD_DOT4_RUN_DECL(q6_k, avx512vnni)
+#undef HYD_DOT4_RUN_DECL
+
 /* ---- AVX-512 F/BW/DQ/VL (quant_avx512.c), each in a summation order of its own: the type
  * table uses them only where no level up to the CPU's has a four-row kernel (quant.c). */
 float hyd__q8_0_dot_avx512(int64_t n, const void *w, const void *x);
@@ -182,6 +197,8 @@ hyd_vec_dot_fn hyd__quant_vec_dot_at(uint32_t t, enum hyd_simd level);
 hyd_vec_dot4_fn hyd__quant_vec_dot4_at(uint32_t t, enum hyd_simd level);
 /* The two-activation-row kernel paired with hyd__quant_vec_dot4_at(t, level), or NULL. */
 hyd_vec_dot4x2_fn hyd__quant_vec_dot4x2_at(uint32_t t, enum hyd_simd level);
+/* The run of hyd__quant_vec_dot4_at(t, level)'s groups, or NULL. */
+hyd_vec_dot4_run_fn hyd__quant_vec_dot4_run_at(uint32_t t, enum hyd_simd level);
 /* Same for the quantizer of type t (Q8_0, Q8_K, Q4_0, Q4_K, Q5_K, Q6_K). */
 hyd_from_float_fn hyd__quant_from_float_at(uint32_t t, enum hyd_simd level);
 

@@ -23,6 +23,23 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
+/* The run version of four-row kernel hyd__T_dot4_SUFFIX (see hyd_vec_dot4_run_fn): the
+ * kernel inlined into a loop over the groups (flatten), each group's four results stored
+ * where they go. */
+#define DOT4_RUN(T, SUFFIX, ATTR)                                                                       \
+	ATTR __attribute__((flatten)) void hyd__##T##_dot4run_##SUFFIX(int64_t n, const void *w, int64_t w_stride, \
+								       int64_t quarter, int64_t n_groups,   \
+								       const void *x, float *ret_out)       \
+	{                                                                                               \
+		const char *wr = w;                                                                     \
+		for (int64_t g = 0; g < n_groups; g++) {                                                \
+			float out[4];                                                                   \
+			hyd__##T##_dot4_##SUFFIX(n, wr + g * w_stride, quarter * w_stride, x, out);     \
+			for (int k = 0; k < 4; k++)                                                     \
+				ret_out[g + k * quarter] = out[k];                                      \
+		}                                                                                       \
+	}
+
 /* Weights are streamed once per token: prefetching ~1 KiB ahead keeps more DRAM reads in
  * flight than the hardware prefetcher alone (measured +10-25 % on the dev machine). */
 #define PREFETCH_AHEAD 1024
@@ -958,4 +975,14 @@ AVX2 void hyd__q8_k_from_float_avx2(const float *src, void *dst, int64_t n)
 		y[i].d = 1.0f / iscale;
 	}
 }
+
+DOT4_RUN(q8_0, avx2, AVX2)
+DOT4_RUN(q4_0, avx2, AVX2)
+DOT4_RUN(q4_k, avx2, AVX2)
+DOT4_RUN(q5_k, avx2, AVX2)
+DOT4_RUN(q6_k, avx2, AVX2)
+DOT4_RUN(q8_0, avx512vnni, VNNI)
+DOT4_RUN(q4_0, avx512vnni, VNNI)
+DOT4_RUN(q4_k, avx512vnni, VNNI)
+DOT4_RUN(q6_k, avx512vnni, VNNI)
 #endif

@@ -59,6 +59,12 @@ typedef void (*hyd_vec_dot4_fn)(int64_t n, const void *w, int64_t w_stride, cons
  * vec_dot result, bit for bit. */
 typedef void (*hyd_vec_dot_rows_fn)(int64_t n, const void *w, int64_t w_stride, const void *x, int64_t n_out,
 				    float *ret_out);
+/* A run of four-row groups, as decode reads a task (engine/matmul.c): group g (0 <= g <
+ * n_groups) is rows g, g + quarter, g + 2 quarter and g + 3 quarter of w (w_stride bytes per
+ * row), and ret_out[g + k quarter] gets row g + k quarter's result: vec_dot4's bits.  One call
+ * for the run spares a call, a prologue and a reload of the results per group. */
+typedef void (*hyd_vec_dot4_run_fn)(int64_t n, const void *w, int64_t w_stride, int64_t quarter, int64_t n_groups,
+				    const void *x, float *ret_out);
 /* The same four weight rows against two activation rows x0, x1 (prefill): ret_out[k] is
  * vec_dot4's result for x0 and ret_out[4 + k] for x1, bit for bit.  Each weight block is
  * unpacked once for both rows. */
@@ -83,6 +89,7 @@ struct hyd_type_traits {
 	hyd_vec_dot4_fn vec_dot4;          /* four rows at once, same bits as vec_dot; or NULL */
 	hyd_vec_dot4x2_fn vec_dot4x2;      /* four rows x two activation rows, same bits; or NULL */
 	hyd_vec_dot_rows_fn vec_dot_rows;  /* many rows at once, same bits as vec_dot; or NULL */
+	hyd_vec_dot4_run_fn vec_dot4_run;  /* runs of vec_dot4 groups, same bits; or NULL */
 };
 
 /* Traits of type t, or NULL if t is not a type GGUF defines. */

@@ -372,6 +372,61 @@ START_TEST(test_dot4_same_bits)
 }
 END_TEST
 
+/* A run of four-row groups (decode's streams) gives each row the four-row kernel's bits and
+ * stores it at its place, for runs of one group and more, at every level that has one. */
+START_TEST(test_dot4_run_same_bits)
+{
+	const uint32_t t = weight_types[_i];
+	const struct hyd_type_traits *tr = hyd_type_traits(t), *at;
+	at = hyd_type_traits(tr->vec_dot_type);
+	const int64_t n = 768, quarter = 9;
+	const size_t rb = row_bytes(t, n), xb = row_bytes(tr->vec_dot_type, n);
+	uint8_t *w = hyd_malloc(4 * quarter * rb);
+	uint8_t *xq = hyd_malloc(xb);
+	float *x = hyd_malloc(n * sizeof(float));
+	float *y = hyd_malloc(4 * quarter * sizeof(float));
+	ck_assert(w && xq && x && y);
+	seed(4700 + t);
+	for (int64_t o = 0; o < 4 * quarter; o++)
+		rand_weights(t, w + o * rb, n);
+	rand_floats(x, n, 1.0f);
+	at->from_float(x, xq, n);
+	int runs = 0;
+	for (int lv = HYD_SIMD_SCALAR; lv <= HYD_SIMD_AVX512VNNI; lv++) {
+		hyd_vec_dot4_run_fn run = hyd__quant_vec_dot4_run_at(t, (enum hyd_simd)lv);
+		hyd_vec_dot4_fn dot4 = hyd__quant_vec_dot4_at(t, (enum hyd_simd)lv);
+		if (!cpu_has((enum hyd_simd)lv) || !run)
+			continue;
+		ck_assert_ptr_nonnull(dot4);
+		runs++;
+		for (int64_t groups = 1; groups <= quarter; groups += quarter - 1) {
+			for (int64_t o = 0; o < 4 * quarter; o++)
+				y[o] = NAN;
+			run(n, w, (int64_t)rb, quarter, groups, xq, y);
+			for (int64_t g = 0; g < quarter; g++) {
+				float want[4];
+				dot4(n, w + g * rb, quarter * (int64_t)rb, xq, want);
+				for (int k = 0; k < 4; k++)
+					if (g < groups)
+						ck_assert_msg(memcmp(&y[g + k * quarter], &want[k], sizeof(float)) == 0,
+							      "%s level %d, %ld groups: row %ld %.9g, dot4 %.9g", tr->name,
+							      lv, (long)groups, (long)(g + k * quarter), y[g + k * quarter],
+							      want[k]);
+					else /* past the run: untouched */
+						ck_assert(isnan(y[g + k * quarter]));
+			}
+		}
+	}
+	/* every level with a four-row kernel has its run */
+	if (tr->vec_dot4)
+		ck_assert_int_gt(runs, 0);
+	hyd_free(w);
+	hyd_free(xq);
+	hyd_free(x);
+	hyd_free(y);
+}
+END_TEST
+
 /* The two-activation-row kernels give each (row, activation) exactly the four-row kernel's
  * bits: prefill may pair any two rows of a step, and a row's result must not depend on which
  * row it was paired with. */
@@ -791,6 +846,7 @@ START_TEST(test_registration)
 		ck_assert_ptr_eq(tr->vec_dot, hyd__quant_vec_dot_at(types[i].t, lv));
 		ck_assert_ptr_eq(tr->vec_dot4, hyd__quant_vec_dot4_at(types[i].t, lv));
 		ck_assert_ptr_eq(tr->vec_dot4x2, hyd__quant_vec_dot4x2_at(types[i].t, lv));
+		ck_assert_ptr_eq(tr->vec_dot4_run, hyd__quant_vec_dot4_run_at(types[i].t, lv));
 	}
 	ck_assert_ptr_eq(hyd__quant_from_float_at(HYD_TYPE_Q8_0, HYD_SIMD_SCALAR),
 			 hyd__q8_0_from_float_ref);
@@ -846,6 +902,7 @@ static Suite *quant_suite(void)
 	tcase_add_loop_test(tc, test_dot_extremes, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_dot4_same_bits, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_dot4x2_same_bits, 0, N_WEIGHT_TYPES);
+	tcase_add_loop_test(tc, test_dot4_run_same_bits, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_matmul_rows_exact, 0, N_WEIGHT_TYPES);
 	tcase_add_loop_test(tc, test_matmul_decode_streams, 0, N_WEIGHT_TYPES);
 	suite_add_tcase(s, tc);
