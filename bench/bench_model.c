@@ -1,6 +1,7 @@
 /* Prefill and decode speed of a model, like llama-bench's pp/tg tests:
  *
  *   bench/bench_model -m FILE[,FILE...] [-t 1,2] [-p 512] [-n 128] [-r 3] [--bw 33,60 | --bw measure]
+ *                     [--state in-place | --state two-copies]
  *
  * pp: a fresh session is fed -p tokens as one chunk; tg: a fresh session is fed -n tokens one
  * at a time.  Each is run once to warm up, then -r times; the table shows the median tokens/s
@@ -13,6 +14,11 @@
  * The table also shows how much of the weights the kernel really mapped with 2 MiB pages: a
  * model file the page cache holds in small pages (one written moments ago) decodes a few per
  * cent slower (bench/pages.h).
+ *
+ * --state: how SSM layers keep their state from step to step.  in-place (the default) is what
+ * `hyd run` does: a process-private sequence rewrites its one current copy.  two-copies is what
+ * hydd's sessions do so that a crash mid-step leaves the committed copy whole: each step reads
+ * one copy and writes the other (include/hyd/plugin.h, HYD_SEQ_STATE_IN_PLACE).
  *
  * Every run checks that the last logits are finite (fails with EDOM otherwise).
  * Plugins come from $HYD_PLUGIN_PATH (in a build tree: plugins/.libs). */
@@ -37,6 +43,8 @@
 #define MAX_LIST 16
 #define MAX_REPEATS 99
 #define BW_PASS_MIB 1024 /* bench/bandwidth's default buffer */
+
+static bool two_copies; /* --state two-copies */
 
 struct result {
 	double med, lo, hi;
@@ -70,6 +78,7 @@ static int run_once(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32
 	int r = hyd_local_seq_new(m, &s);
 	if (r)
 		return r;
+	hyd_local_seq_set_in_place(s, !two_copies);
 	/* allocate the pages up front: what is timed is compute, not page faults of the KV cache */
 	if ((r = hyd_local_seq_reserve(s, n)))
 		goto out;
@@ -155,7 +164,8 @@ static int measure(struct hyd_model *m, const int32_t *toks, uint32_t n, uint32_
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench_model -m FILE[,FILE...] [-t THREADS,... (1,2)] [-p PROMPT_TOKENS (512)]\n"
-			"                   [-n DECODE_TOKENS (128)] [-r REPEATS (3)] [--bw GBPS,... (one per thread count) | --bw measure]\n");
+			"                   [-n DECODE_TOKENS (128)] [-r REPEATS (3)] [--bw GBPS,... (one per thread count) | --bw measure]\n"
+			"                   [--state in-place (default, as `hyd run`) | --state two-copies (as hydd's sessions)]\n");
 }
 
 static const char *base_name(const char *p)
@@ -261,6 +271,8 @@ int main(int argc, char **argv)
 			tg = strtol(v, NULL, 10);
 		else if (!strcmp(argv[i], "-r"))
 			repeats = (int)strtol(v, NULL, 10);
+		else if (!strcmp(argv[i], "--state") && (!strcmp(v, "in-place") || !strcmp(v, "two-copies")))
+			two_copies = !strcmp(v, "two-copies");
 		else {
 			usage();
 			return 2;
@@ -275,6 +287,8 @@ int main(int argc, char **argv)
 	printf("simd %s; pp%ld = one chunk of %ld tokens, tg%ld = %ld tokens one at a time; tokens/s, median of %d (min..max)\n",
 	       hyd_simd_level(), pp, pp, tg, tg, repeats);
 	printf("CPU = process CPU time / wall time (100 %% per thread when nothing else competes for the cores)\n");
+	printf("SSM state: %s\n", two_copies ? "two copies, one read and the other written each step (as hydd's sessions)"
+					     : "rewritten in place (as `hyd run`)");
 	uint64_t *bw_buf = NULL;
 	const size_t bw_words = ((size_t)BW_PASS_MIB << 20) / sizeof(uint64_t);
 	if (measure_bw) {

@@ -8,7 +8,12 @@
 #include "daemon/local_seq.h"
 #include "engine/alloc.h"
 
-/* Every layer's constant-size state (SSM states, both copies, and convolution tails) lies in
+/* A local sequence dies with its process, so it has no crash to survive: by default its steps
+ * rewrite the current copy of double-buffered (SSM) state in place (HYD_SEQ_STATE_IN_PLACE),
+ * which spares streaming the second copy (granite-4.0-h-350m Q4_K_M one-thread decode 1.05x,
+ * docs/PERFORMANCE.md); hyd_local_seq_set_in_place(s, false) gives the daemon's two-copy steps.
+ *
+ * Every layer's constant-size state (SSM states, both copies, and convolution tails) lies in
  * one region, each layer's part 64-byte aligned.  A region of at least 2 MiB is 2 MiB-aligned
  * and asked for transparent huge pages: a Mamba-2 model streams all of it every token
  * (granite-4.0-h-350m: 2 x 22 MB), and in 4 KiB pages that is a TLB miss every 4 KiB
@@ -27,6 +32,7 @@ struct local_layer {
 struct hyd_local_seq {
 	const struct hyd_model *m;
 	uint32_t n_layer;
+	bool broken; /* a step failed part-way with the state rewritten in place */
 	void *fixed_region;
 	struct local_layer *ll;
 	struct hyd_layer_state *ls;
@@ -102,6 +108,7 @@ int hyd_local_seq_new(const struct hyd_model *m, struct hyd_local_seq **ret_seq)
 	hyd_model_state_init(m, fixed);
 	hyd_free(fixed);
 	s->view.layers = s->ls;
+	s->view.flags = HYD_SEQ_STATE_IN_PLACE;
 	*ret_seq = s;
 	return 0;
 nomem:
@@ -113,6 +120,12 @@ nomem:
 struct hyd_seq_view *hyd_local_seq_view(struct hyd_local_seq *s)
 {
 	return &s->view;
+}
+
+void hyd_local_seq_set_in_place(struct hyd_local_seq *s, bool in_place)
+{
+	/* either way the current copy is state_index's: switching between steps is safe */
+	s->view.flags = in_place ? HYD_SEQ_STATE_IN_PLACE : 0;
 }
 
 int hyd_local_seq_reserve(struct hyd_local_seq *s, uint32_t n_tokens)
@@ -151,6 +164,8 @@ int hyd_local_seq_feed(struct hyd_model *m, struct hyd_local_seq *s, const int32
 		       float *logits, bool all)
 {
 	const uint32_t chunk = hyd_model_limits(m)->max_chunk, n_vocab = hyd_model_n_vocab(m);
+	if (s->broken)
+		return -EIO;
 	for (uint32_t done = 0; done < n;) {
 		uint32_t k = n - done < chunk ? n - done : chunk;
 		int r = hyd_local_seq_reserve(s, s->view.pos + k);
@@ -174,10 +189,16 @@ int hyd_local_seq_feed(struct hyd_model *m, struct hyd_local_seq *s, const int32
 			}
 			out = sink;
 		}
-		if ((r = hyd_model_step(m, &v, &tk, &k, 1, out, all && logits)))
+		if ((r = hyd_model_step(m, &v, &tk, &k, 1, out, all && logits))) {
+			/* two copies: the committed one is whole and the step can be retried; in place,
+			 * layers before the failing one may have moved on */
+			if (v->flags & HYD_SEQ_STATE_IN_PLACE)
+				s->broken = true;
 			return r;
+		}
 		v->pos += k;
-		v->state_index ^= 1;
+		if (!(v->flags & HYD_SEQ_STATE_IN_PLACE))
+			v->state_index ^= 1;
 		done += k;
 	}
 	return 0;

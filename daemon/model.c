@@ -518,6 +518,7 @@ int hyd_model_step(struct hyd_model *m, struct hyd_seq_view *const *seqs, const 
 				.row0 = row,
 				.n_rows = n_tokens[s],
 				.state_index = seqs[s]->state_index,
+				.flags = seqs[s]->flags,
 			};
 			row += n_tokens[s];
 		}

@@ -61,12 +61,14 @@ struct hyd_seq_view {
 	struct hyd_layer_state *layers; /* [n_layer] */
 	uint32_t pos;          /* committed tokens */
 	uint32_t state_index;  /* current copy of double-buffered state */
+	uint32_t flags;        /* HYD_SEQ_* for the plugins: HYD_SEQ_STATE_IN_PLACE, or 0 */
 };
 
 /* Evaluate one step: for each of n_seqs sessions, n_tokens[s] (1..max_chunk) tokens starting at
  * its committed position.  Writes logits [n_vocab] for the last token of each session into
  * logits + s*n_vocab, or, with all_logits, for every token (rows in order of sessions, then
- * tokens).  Does NOT commit: on success the caller sets pos += n and flips state_index.
+ * tokens).  Does NOT commit: on success the caller sets pos += n and flips state_index (not
+ * with HYD_SEQ_STATE_IN_PLACE, whose steps rewrite the current copy).
  * Paged layers need n_pages covering pos + n.  -E2BIG (chunk or context too long), -EINVAL
  * (token out of range), -ENOMEM. */
 int hyd_model_step(struct hyd_model *m, struct hyd_seq_view *const *seqs, const int32_t *const *tokens,

@@ -65,11 +65,14 @@ static const char *compare(const float *got, const float *ref, size_t T, size_t 
 	return NULL;
 }
 
-static void run_mode(struct hyd_model *m, const int32_t *toks, size_t T, long split, float *out)
+/* in_place: the local sequence's default (SSM state rewritten in place, as `hyd run` does);
+ * otherwise two copies flipped at each commit, as the daemon's sessions step */
+static void run_mode(struct hyd_model *m, const int32_t *toks, size_t T, long split, bool in_place, float *out)
 {
 	struct hyd_local_seq *s;
 	const uint32_t V = hyd_model_n_vocab(m);
 	ck_assert_int_eq(hyd_local_seq_new(m, &s), 0);
+	hyd_local_seq_set_in_place(s, in_place);
 	size_t done = 0;
 	if (split != 0) {
 		size_t first = split < 0 ? T : (size_t)split;
@@ -110,23 +113,28 @@ START_TEST(golden_arch)
 			toks[i] = (int32_t)json_integer_value(json_array_get(jt, i));
 		snprintf(path, sizeof(path), "%s/%s", dir, json_string_value(json_object_get(seq, "logits_file")));
 		float *ref = read_f32(path, T * V);
-		float *got = hyd_malloc(T * V * sizeof(float));
+		float *got = hyd_malloc(T * V * sizeof(float)), *two = hyd_malloc(T * V * sizeof(float));
 		/* -1: one prefill; 0: token by token; K: prefill K then step (7/8/9 straddle a window of 8) */
 		const long splits[] = { -1, 0, 1, 7, 8, 9, 13, (long)T / 2, (long)T - 1 };
 		for (size_t k = 0; k < sizeof(splits) / sizeof(splits[0]); k++) {
 			if (splits[k] > (long)T)
 				continue;
 			memset(got, 0, T * V * sizeof(float));
-			run_mode(m, toks, T, splits[k], got);
+			run_mode(m, toks, T, splits[k], true, got);
 			char msg[256];
 			const char *bad = compare(got, ref, T, V, 2e-3f, msg, sizeof(msg));
-			ck_assert_msg(!bad, "%s/%s, %s%ld: %s", name, sname,
-				      splits[k] < 0 ? "prefill" : splits[k] == 0 ? "step" : "split at ",
-				      splits[k] > 0 ? splits[k] : 0, bad);
+			const char *how = splits[k] < 0 ? "prefill" : splits[k] == 0 ? "step" : "split at ";
+			const long at = splits[k] > 0 ? splits[k] : 0;
+			ck_assert_msg(!bad, "%s/%s, %s%ld: %s", name, sname, how, at, bad);
+			/* the daemon's two-copy steps: the same bits */
+			run_mode(m, toks, T, splits[k], false, two);
+			ck_assert_msg(!memcmp(got, two, T * V * sizeof(float)),
+				      "%s/%s, %s%ld: two state copies give other logits than in place", name, sname, how, at);
 		}
 		hyd_free(toks);
 		hyd_free(ref);
 		hyd_free(got);
+		hyd_free(two);
 	}
 	hyd_model_free(m);
 }

@@ -320,6 +320,7 @@ struct session {
 	void *state;
 	uint64_t bytes;
 	uint32_t pos, idx;
+	uint32_t flags; /* HYD_SEQ_* the steps pass */
 };
 
 static void session_new(const struct hyd_mixer_factory *fac, const void *layer, struct session *s)
@@ -335,10 +336,18 @@ static void session_new(const struct hyd_mixer_factory *fac, const void *layer, 
 	fac->state_init(layer, s->state, &limits);
 	s->pos = 0;
 	s->idx = 0;
+	s->flags = 0;
 }
 
 /* One forward over several sessions: session i feeds n[i] rows of x_i, y_i gets its output. The
- * committed copy of every session must come out untouched; then every session commits. */
+ * committed copy of every session (in place: the copy not in use) must come out untouched;
+ * then every session commits. */
+/* the copy a step must not write: the committed one, or in place the one not in use */
+static uint32_t kept_copy(const struct session *s)
+{
+	return s->flags & HYD_SEQ_STATE_IN_PLACE ? s->idx ^ 1 : s->idx;
+}
+
 static int step(const struct hyd_mixer_factory *fac, const void *layer, uint32_t E, struct session *ss,
 		uint32_t n_seqs, const float *const *x, float *const *y, const uint32_t *n,
 		const struct hyd_parallel *par)
@@ -349,6 +358,7 @@ static int step(const struct hyd_mixer_factory *fac, const void *layer, uint32_t
 	for (uint32_t i = 0; i < n_seqs; i++) {
 		seqs[i] = (struct hyd_mixer_seq){
 			.state = ss[i].state, .pos = ss[i].pos, .row0 = rows, .n_rows = n[i], .state_index = ss[i].idx,
+			.flags = ss[i].flags,
 		};
 		rows += n[i];
 	}
@@ -358,7 +368,7 @@ static int step(const struct hyd_mixer_factory *fac, const void *layer, uint32_t
 		memcpy(xb + (size_t)seqs[i].row0 * E, x[i], (size_t)n[i] * E * sizeof(float));
 		const uint64_t half = ss[i].bytes / 2;
 		saved[i] = hyd_malloc(half);
-		memcpy(saved[i], (char *)ss[i].state + ss[i].idx * half, half);
+		memcpy(saved[i], (char *)ss[i].state + kept_copy(&ss[i]) * half, half);
 	}
 	const uint32_t nt = par ? par->n_threads : 1;
 	const uint64_t sb = fac->scratch_size(layer, &limits, rows, nt);
@@ -370,13 +380,15 @@ static int step(const struct hyd_mixer_factory *fac, const void *layer, uint32_t
 	int r = fac->forward(layer, &b);
 	for (uint32_t i = 0; i < n_seqs; i++) {
 		const uint64_t half = ss[i].bytes / 2;
-		ck_assert_msg(!memcmp(saved[i], (char *)ss[i].state + ss[i].idx * half, half),
-			      "forward wrote the committed copy of session %u", i);
+		ck_assert_msg(!memcmp(saved[i], (char *)ss[i].state + kept_copy(&ss[i]) * half, half),
+			      "forward wrote the %s copy of session %u",
+			      ss[i].flags & HYD_SEQ_STATE_IN_PLACE ? "unused" : "committed", i);
 		hyd_free(saved[i]);
 		if (r == 0) {
 			memcpy(y[i], yb + (size_t)seqs[i].row0 * E, (size_t)n[i] * E * sizeof(float));
 			ss[i].pos += n[i];
-			ss[i].idx ^= 1;
+			if (!(ss[i].flags & HYD_SEQ_STATE_IN_PLACE))
+				ss[i].idx ^= 1;
 		}
 	}
 	hyd_free(scratch);
@@ -660,6 +672,111 @@ START_TEST(test_batches_threads)
 	 * scans heads in tasks of 2, 3 and 3, convolves blocks in tasks of 1, 2 and 2 */
 	make_mamba2(&f, 24, 8, 32, 16, 2, 4);
 	check_threads_and_batches(&f, "mamba2", 3);
+	fake_free(&f);
+}
+END_TEST
+
+/* How a session's steps treat their state: two copies, in place, or switching every step. */
+enum copies { TWO_COPIES, IN_PLACE, ALTERNATE };
+
+/* run_chunks with the given copies; ret_state (bytes / 2) receives the final current copy */
+static void run_copies(const struct hyd_mixer_factory *fac, const void *layer, uint32_t E, const float *u,
+		       uint32_t T, const uint32_t *chunks, uint32_t n_chunks, enum copies how, float *y,
+		       void *ret_state, const struct hyd_parallel *par)
+{
+	struct session s;
+	session_new(fac, layer, &s);
+	uint32_t k_step = 0;
+	for (uint32_t t = 0, c = 0; t < T; c++, k_step++) {
+		uint32_t k = chunks[c % n_chunks];
+		if (k > T - t)
+			k = T - t;
+		s.flags = how == IN_PLACE || (how == ALTERNATE && k_step % 2) ? HYD_SEQ_STATE_IN_PLACE : 0;
+		const float *xi = u + (size_t)t * E;
+		float *yi = y + (size_t)t * E;
+		ck_assert_int_eq(step(fac, layer, E, &s, 1, &xi, &yi, &k, par), 0);
+		t += k;
+	}
+	memcpy(ret_state, (char *)s.state + s.idx * (s.bytes / 2), s.bytes / 2);
+	hyd_free(s.state);
+}
+
+/* In place (HYD_SEQ_STATE_IN_PLACE, what `hyd run` does) and with two copies (the daemon's
+ * sessions) a layer computes the same bits, outputs and state, in every chunking, with the
+ * modes switched between steps, and on more threads; step() checks that neither writes the
+ * copy it must keep. */
+static void check_in_place(struct fake *f, const char *kind, const struct hyd_parallel *par)
+{
+	const struct hyd_mixer_factory *fac = factory(kind);
+	void *layer = NULL;
+	ck_assert_int_eq(fac->bind(&f->desc, &support, &layer), 0);
+	struct hyd_state_layout lay;
+	ck_assert_int_eq(fac->state_layout(layer, &limits, &lay), 0);
+	const uint32_t E = f->hp.n_embd, T = 21;
+	float *u = rand_input(T, E);
+	const size_t ny = (size_t)T * E * sizeof(float);
+	float *y2 = hyd_malloc(ny), *y1 = hyd_malloc(ny);
+	void *st2 = hyd_malloc(lay.fixed_bytes / 2), *st1 = hyd_malloc(lay.fixed_bytes / 2);
+	static const uint32_t one[] = { 1 }, all[] = { 64 }, odd[] = { 7, 3, 11 };
+	const struct {
+		const uint32_t *c;
+		uint32_t n;
+	} plans[] = { { one, 1 }, { all, 1 }, { odd, 3 } };
+	for (size_t p = 0; p < sizeof(plans) / sizeof(plans[0]); p++) {
+		run_copies(fac, layer, E, u, T, plans[p].c, plans[p].n, TWO_COPIES, y2, st2, par);
+		for (enum copies how = IN_PLACE; how <= ALTERNATE; how++) {
+			run_copies(fac, layer, E, u, T, plans[p].c, plans[p].n, how, y1, st1, par);
+			ck_assert_msg(!memcmp(y1, y2, ny), "%s, plan %zu, %s: outputs differ from two copies", kind, p,
+				      how == IN_PLACE ? "in place" : "alternating");
+			ck_assert_msg(!memcmp(st1, st2, lay.fixed_bytes / 2), "%s, plan %zu, %s: state differs", kind,
+				      p, how == IN_PLACE ? "in place" : "alternating");
+		}
+	}
+	fac->unbind(layer);
+	hyd_free(u), hyd_free(y2), hyd_free(y1), hyd_free(st2), hyd_free(st1);
+}
+
+START_TEST(test_in_place)
+{
+	struct hyd_pool *pool = NULL;
+	ck_assert_int_eq(hyd_pool_create(2, &pool), 0);
+	const struct hyd_parallel *par = hyd_pool_parallel(pool);
+	struct fake f;
+	make_mamba1(&f, 24, 400, 8, 4, 5, false);
+	check_in_place(&f, "mamba1", NULL);
+	check_in_place(&f, "mamba1", par);
+	fake_free(&f);
+	make_mamba2(&f, 24, 6, 8, 12, 2, 4);
+	check_in_place(&f, "mamba2", NULL);
+	fake_free(&f);
+	/* 16 heads of 64 x 128: a 512 KiB copy, which two-copy steps stream past the caches */
+	make_mamba2(&f, 32, 16, 64, 128, 1, 4);
+	check_in_place(&f, "mamba2", par);
+	fake_free(&f);
+	hyd_pool_destroy(pool);
+}
+END_TEST
+
+/* A flag the plugin does not know is refused before anything is written. */
+START_TEST(test_unknown_seq_flags)
+{
+	struct fake f;
+	make_mamba2(&f, 24, 6, 8, 12, 1, 4);
+	const struct hyd_mixer_factory *fac = factory("mamba2");
+	void *layer = NULL;
+	ck_assert_int_eq(fac->bind(&f.desc, &support, &layer), 0);
+	struct session s;
+	session_new(fac, layer, &s);
+	void *before = hyd_malloc(s.bytes);
+	memcpy(before, s.state, s.bytes);
+	float *u = rand_input(1, 24), *y = hyd_malloc(24 * sizeof(float));
+	const uint32_t n = 1;
+	s.flags = 2;
+	ck_assert_int_eq(step(fac, layer, 24, &s, 1, (const float *const *)&u, &y, &n, NULL), -EINVAL);
+	ck_assert_msg(!memcmp(before, s.state, s.bytes), "a refused step wrote state");
+	ck_assert_uint_eq(s.pos, 0);
+	fac->unbind(layer);
+	hyd_free(s.state), hyd_free(before), hyd_free(u), hyd_free(y);
 	fake_free(&f);
 }
 END_TEST
@@ -1098,6 +1215,8 @@ int main(void)
 	tcase_add_test(tc, test_f16_weights);
 	tcase_add_test(tc, test_batches_threads);
 	tcase_add_test(tc, test_state_layout);
+	tcase_add_test(tc, test_in_place);
+	tcase_add_test(tc, test_unknown_seq_flags);
 	tcase_add_test(tc, test_bind_errors);
 	tcase_add_test(tc, test_kernels_conv_step);
 	tcase_add_test(tc, test_kernels_activations);

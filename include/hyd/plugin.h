@@ -26,7 +26,9 @@
 extern "C" {
 #endif
 
-#define HYD_PLUGIN_ABI_VERSION 1u
+/* 2: struct hyd_mixer_seq's last word became flags (HYD_SEQ_STATE_IN_PLACE); a version-1
+ * plugin would ignore it and write the copy the host does not read. */
+#define HYD_PLUGIN_ABI_VERSION 2u
 #define HYD_PLUGIN_ENTRY "hyd_plugin_entry"
 
 enum hyd_log_level {
@@ -123,6 +125,16 @@ struct hyd_state_layout {
  * A crash in the middle of a step therefore never damages the committed copy. */
 #define HYD_STATE_DOUBLE_BUFFERED 1u
 
+/* hyd_mixer_seq.flags.  HYD_SEQ_STATE_IN_PLACE: the host keeps no committed copy of this
+ * sequence's double-buffered state (a private sequence that dies with its process, such as
+ * `hyd run`'s), so forward() reads and writes copy state_index and the host does not flip
+ * it.  Nothing then streams the second copy: granite-4.0-h-350m reads and writes 22 MB of
+ * Mamba-2 state per token either way, but in place the written lines are the ones just read
+ * (one-thread decode 1.05x, docs/PERFORMANCE.md).  A step that fails part-way leaves such a
+ * state unusable; the daemon's sessions never set it. */
+#define HYD_SEQ_STATE_IN_PLACE 1u
+#define HYD_SEQ_FLAGS_KNOWN HYD_SEQ_STATE_IN_PLACE
+
 /* One session's slice of a batch.  Rows [row0, row0 + n_rows) of x/y belong to it, at
  * positions [pos, pos + n_rows); pos is the number of tokens already committed. */
 struct hyd_mixer_seq {
@@ -133,7 +145,7 @@ struct hyd_mixer_seq {
 	uint32_t row0;
 	uint32_t n_rows;      /* 1 .. limits.max_chunk */
 	uint32_t state_index; /* which copy of a double-buffered state is current (0 or 1) */
-	uint32_t _pad;
+	uint32_t flags;       /* HYD_SEQ_*; a plugin refuses bits it does not know (-EINVAL) */
 };
 
 struct hyd_mixer_batch {
@@ -172,7 +184,8 @@ struct hyd_mixer_factory {
 	/* Put a fresh session's fixed region (both copies) in its empty state. */
 	void (*state_init)(const void *layer, void *state, const struct hyd_state_limits *lim);
 	/* Run the mixer over a batch. Writes y; updates state only at positions >= seq.pos (and
-	 * the non-current copy of double-buffered state). */
+	 * the non-current copy of double-buffered state, or with HYD_SEQ_STATE_IN_PLACE the
+	 * current one). */
 	int (*forward)(const void *layer, const struct hyd_mixer_batch *batch);
 };
 

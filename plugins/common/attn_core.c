@@ -740,7 +740,9 @@ int hyd__attn_forward(const void *layer, const struct hyd_mixer_batch *b)
 		goto out;
 	for (uint32_t si = 0; si < b->n_seqs; si++) {
 		const struct hyd_mixer_seq *s = &b->seqs[si];
-		if (s->row0 + s->n_rows > n || s->n_rows > lim->max_chunk || s->pos + s->n_rows > lim->max_ctx ||
+		/* HYD_SEQ_STATE_IN_PLACE concerns double-buffered state, which attention has none of */
+		if ((s->flags & ~HYD_SEQ_FLAGS_KNOWN) || s->row0 + s->n_rows > n || s->n_rows > lim->max_chunk ||
+		    s->pos + s->n_rows > lim->max_ctx ||
 		    (L->mode == HYD_KV_PAGED &&
 		     (uint64_t)s->n_pages * lim->page_tokens < (uint64_t)s->pos + s->n_rows)) {
 			r = -EINVAL;

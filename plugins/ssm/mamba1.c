@@ -158,7 +158,7 @@ static void m1_conv_task(void *arg, uint32_t task, uint32_t thread)
 	const uint32_t c0 = (task % j->n_blocks) * CHAN_BLOCK;
 	const uint32_t c1 = c0 + CHAN_BLOCK < L->d_inner ? c0 + CHAN_BLOCK : L->d_inner;
 	const float *src = state_copy(L, s, s->state_index);
-	float *dst = state_copy(L, s, s->state_index ^ 1);
+	float *dst = state_copy(L, s, hyd__ssm_write_copy(s));
 	hyd__ssm_conv(j->xz + (uint64_t)s->row0 * 2 * L->d_inner, 2 * L->d_inner,
 		      j->xc + (uint64_t)s->row0 * L->d_inner, L->d_inner, s->n_rows, L->conv_w, L->conv_b,
 		      L->d_conv, src, dst, c0, c1);
@@ -174,11 +174,11 @@ static void m1_scan_task(void *arg, uint32_t task, uint32_t thread)
 	const uint32_t c1 = c0 + CHAN_BLOCK < L->d_inner ? c0 + CHAN_BLOCK : L->d_inner, nc = c1 - c0;
 	const uint32_t di = L->d_inner, ds = L->d_state;
 	const float *src = state_copy(L, s, s->state_index) + L->tail_floats + (uint64_t)c0 * ds;
-	float *dst = state_copy(L, s, s->state_index ^ 1) + L->tail_floats + (uint64_t)c0 * ds;
+	float *dst = state_copy(L, s, hyd__ssm_write_copy(s)) + L->tail_floats + (uint64_t)c0 * ds;
 	const float *a = L->a + (uint64_t)c0 * ds;
 	float dt[CHAN_BLOCK], gate[CHAN_BLOCK], y[CHAN_BLOCK];
-	const bool big = L->copy_floats * sizeof(float) >= HYD_SSM_STREAM_MIN_BYTES;
-	if (s->n_rows == 0)
+	const bool streams = hyd__ssm_streams(s, L->copy_floats);
+	if (s->n_rows == 0 && dst != src)
 		memcpy(dst, src, (uint64_t)nc * ds * sizeof(float));
 	for (uint32_t t = 0; t < s->n_rows; t++) {
 		const uint64_t row = s->row0 + t;
@@ -189,11 +189,11 @@ static void m1_scan_task(void *arg, uint32_t task, uint32_t thread)
 		K->softplus(dt, dt_y, L->dt_b + c0, nc);
 		K->silu(gate, j->xz + row * 2 * di + di + c0, nc);
 		/* the first token reads the committed copy, the others what the step wrote */
-		K->update_dot(dst, t ? dst : src, a, dt, x, bc, bc + ds, nc, ds, y, big && t + 1 == s->n_rows);
+		K->update_dot(dst, t ? dst : src, a, dt, x, bc, bc + ds, nc, ds, y, streams && t + 1 == s->n_rows);
 		for (uint32_t c = 0; c < nc; c++)
 			dt_y[c] = (y[c] + L->d[c0 + c] * x[c]) * gate[c];
 	}
-	if (big)
+	if (streams)
 		K->stream_fence();
 }
 

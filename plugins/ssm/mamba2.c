@@ -144,7 +144,7 @@ static void m2_conv_task(void *arg, uint32_t task, uint32_t thread)
 	const uint32_t c1 = c0 + CHAN_BLOCK < L->conv_dim ? c0 + CHAN_BLOCK : L->conv_dim;
 	hyd__ssm_conv(j->zx + (uint64_t)s->row0 * L->d_in_proj + L->d_inner, L->d_in_proj,
 		      j->xbc + (uint64_t)s->row0 * L->conv_dim, L->conv_dim, s->n_rows, L->conv_w, L->conv_b,
-		      L->d_conv, state_copy(L, s, s->state_index), state_copy(L, s, s->state_index ^ 1), c0, c1);
+		      L->d_conv, state_copy(L, s, s->state_index), state_copy(L, s, hyd__ssm_write_copy(s)), c0, c1);
 }
 
 /* One task = one (session, head). */
@@ -157,13 +157,13 @@ static void m2_scan_task(void *arg, uint32_t task, uint32_t thread)
 	const uint32_t hd = L->head_dim, ds = L->d_state;
 	const uint64_t hs = (uint64_t)hd * ds;
 	const struct hyd__ssm_kern *K = hyd__ssm_kern();
-	float *S = state_copy(L, s, s->state_index ^ 1) + L->tail_floats + h * hs;
+	float *S = state_copy(L, s, hyd__ssm_write_copy(s)) + L->tail_floats + h * hs;
 	/* the first token reads the committed copy, the others what the step wrote */
 	const float *S_in = state_copy(L, s, s->state_index) + L->tail_floats + h * hs;
-	if (s->n_rows == 0)
+	if (s->n_rows == 0 && S != S_in)
 		memcpy(S, S_in, hs * sizeof(float));
 	const float a = L->a[h], dd = L->d[h], dtb = L->dt_b[h];
-	const bool big = L->copy_floats * sizeof(float) >= HYD_SSM_STREAM_MIN_BYTES;
+	const bool streams = hyd__ssm_streams(s, L->copy_floats);
 	for (uint32_t t = 0; t < s->n_rows; t++) {
 		const uint64_t row = s->row0 + t;
 		const float *xr = j->xbc + row * L->conv_dim;
@@ -174,14 +174,14 @@ static void m2_scan_task(void *arg, uint32_t task, uint32_t thread)
 		const float da = expf(dt * a);
 		float *y = j->y + row * L->d_inner + (uint64_t)h * hd;
 		/* the last token's state is next read a whole model step later */
-		const bool stream = big && t + 1 == s->n_rows;
+		const bool stream = streams && t + 1 == s->n_rows;
 		for (uint32_t p = 0; p < hd; p++)
 			y[p] = K->decay_dot(S + (uint64_t)p * ds, S_in + (uint64_t)p * ds, da, x[p] * dt, B, C, ds,
 					    stream) +
 			       dd * x[p];
 		S_in = S;
 	}
-	if (big)
+	if (streams)
 		K->stream_fence();
 }
 

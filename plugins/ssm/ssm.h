@@ -2,7 +2,8 @@
  *
  * Both keep, per session, a fixed-size f32 state in two copies (HYD_STATE_DOUBLE_BUFFERED):
  * forward() reads copy seq.state_index and writes copy state_index ^ 1, so the committed copy
- * is never touched by a step that may still be abandoned. */
+ * is never touched by a step that may still be abandoned; a sequence with
+ * HYD_SEQ_STATE_IN_PLACE (no committed copy to keep) has copy state_index rewritten instead. */
 #ifndef HYD_PLUGINS_SSM_H
 #define HYD_PLUGINS_SSM_H
 
@@ -108,6 +109,21 @@ const struct hyd__ssm_kern *hyd__ssm_kern_avx2(void);
  * before writing them is wasted traffic.  Smaller states partly survive in L3 between tokens,
  * and streaming them measured slower (docs/PERFORMANCE.md). */
 #define HYD_SSM_STREAM_MIN_BYTES (512u << 10)
+
+/* The copy a step writes: the other one, or in place the current one.  The kernels read each
+ * state element before they write it, so in place they see what two copies would give them
+ * (multi-token steps already read what the step wrote). */
+static inline uint32_t hyd__ssm_write_copy(const struct hyd_mixer_seq *s)
+{
+	return s->flags & HYD_SEQ_STATE_IN_PLACE ? s->state_index : s->state_index ^ 1;
+}
+
+/* Whether a step of this sequence streams its copy of copy_floats (HYD_SSM_STREAM_MIN_BYTES):
+ * never in place, where the lines written were read moments before and are in the caches. */
+static inline bool hyd__ssm_streams(const struct hyd_mixer_seq *s, uint64_t copy_floats)
+{
+	return !(s->flags & HYD_SEQ_STATE_IN_PLACE) && copy_floats * sizeof(float) >= HYD_SSM_STREAM_MIN_BYTES;
+}
 
 static inline float hyd__ssm_silu(float x)
 {

@@ -80,7 +80,8 @@ static void conv_step_scalar(const float *in, float *out, const float *w, const 
 		out[c] = acc;
 	}
 	if (k1 && n) {
-		memcpy(tail_dst, tail_src + 1, ((uint64_t)n * k1 - 1) * sizeof(float));
+		/* a move: in place (HYD_SEQ_STATE_IN_PLACE) the two tails are one */
+		memmove(tail_dst, tail_src + 1, ((uint64_t)n * k1 - 1) * sizeof(float));
 		for (uint32_t c = 0; c < n; c++)
 			tail_dst[(uint64_t)c * k1 + k1 - 1] = in[c];
 	}

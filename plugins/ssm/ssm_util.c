@@ -170,8 +170,8 @@ int hyd__ssm_check_batch(const struct hyd_mixer_batch *b)
 		return -EINVAL;
 	for (uint32_t i = 0; i < b->n_seqs; i++) {
 		const struct hyd_mixer_seq *s = &b->seqs[i];
-		if (!s->state || s->state_index > 1 || s->row0 > b->n_rows || s->n_rows > b->n_rows - s->row0 ||
-		    s->n_rows > b->limits->max_chunk)
+		if (!s->state || s->state_index > 1 || (s->flags & ~HYD_SEQ_FLAGS_KNOWN) || s->row0 > b->n_rows ||
+		    s->n_rows > b->n_rows - s->row0 || s->n_rows > b->limits->max_chunk)
 			return -EINVAL;
 	}
 	return 0;
