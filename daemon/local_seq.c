@@ -166,6 +166,10 @@ int hyd_local_seq_feed(struct hyd_model *m, struct hyd_local_seq *s, const int32
 	const uint32_t chunk = hyd_model_limits(m)->max_chunk, n_vocab = hyd_model_n_vocab(m);
 	if (s->broken)
 		return -EIO;
+	/* up front, so that a bad id feeds none of the tokens and, in place, breaks nothing */
+	for (uint32_t i = 0; i < n; i++)
+		if (tokens[i] < 0 || (uint32_t)tokens[i] >= n_vocab)
+			return -EINVAL;
 	for (uint32_t done = 0; done < n;) {
 		uint32_t k = n - done < chunk ? n - done : chunk;
 		int r = hyd_local_seq_reserve(s, s->view.pos + k);

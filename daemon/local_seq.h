@@ -21,8 +21,9 @@ struct hyd_seq_view *hyd_local_seq_view(struct hyd_local_seq *s);
 int hyd_local_seq_reserve(struct hyd_local_seq *s, uint32_t n_tokens);
 /* Feed tokens (any count: split into max_chunk steps, each committed on success).  logits, if
  * not NULL, receives the last token's logits (n_vocab floats), or every token's with all.
- * After a step that failed in place, every later call returns -EIO: some layers' states may
- * have taken the step and others not. */
+ * -EINVAL if any id is outside the vocabulary (nothing is fed).  After a step that failed in
+ * place, every later call returns -EIO: some layers' states may have taken the step and
+ * others not. */
 int hyd_local_seq_feed(struct hyd_model *m, struct hyd_local_seq *s, const int32_t *tokens, uint32_t n,
 		       float *logits, bool all);
 

@@ -7,6 +7,7 @@
 
 #include <check.h>
 #include <jansson.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,28 @@ static void run_mode(struct hyd_model *m, const int32_t *toks, size_t T, long sp
 	hyd_local_seq_free(s);
 }
 
+/* A feed with an id outside the vocabulary is refused whole and leaves the sequence as it
+ * was (its state is rewritten in place, so a step begun would not be undone): the rest of
+ * the sequence gives the bits of an unbroken run. */
+static void check_bad_ids(struct hyd_model *m, const int32_t *toks, size_t T, const float *want)
+{
+	const uint32_t V = hyd_model_n_vocab(m);
+	const size_t first = T / 2;
+	float *out = hyd_malloc(T * V * sizeof(float));
+	struct hyd_local_seq *s;
+	ck_assert_int_eq(hyd_local_seq_new(m, &s), 0);
+	ck_assert_int_eq(hyd_local_seq_feed(m, s, toks, (uint32_t)first, out, true), 0);
+	const int32_t bad[][3] = { { -1 }, { (int32_t)V }, { toks[first], toks[first], (int32_t)V + 7 } };
+	const uint32_t n_bad[] = { 1, 1, 3 };
+	for (size_t b = 0; b < 3; b++)
+		ck_assert_int_eq(hyd_local_seq_feed(m, s, bad[b], n_bad[b], out, false), -EINVAL);
+	for (size_t done = first; done < T; done++)
+		ck_assert_int_eq(hyd_local_seq_feed(m, s, toks + done, 1, out + done * V, false), 0);
+	ck_assert_msg(!memcmp(out, want, T * V * sizeof(float)), "refused ids changed what followed");
+	hyd_local_seq_free(s);
+	hyd_free(out);
+}
+
 START_TEST(golden_arch)
 {
 	const char *name = NULL;
@@ -130,6 +153,8 @@ START_TEST(golden_arch)
 			run_mode(m, toks, T, splits[k], false, two);
 			ck_assert_msg(!memcmp(got, two, T * V * sizeof(float)),
 				      "%s/%s, %s%ld: two state copies give other logits than in place", name, sname, how, at);
+			if (splits[k] == (long)T / 2)
+				check_bad_ids(m, toks, T, got);
 		}
 		hyd_free(toks);
 		hyd_free(ref);
